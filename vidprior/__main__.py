@@ -1,0 +1,5 @@
+import sys
+
+from vidprior.cli import main
+
+sys.exit(main())
