@@ -38,6 +38,7 @@ StaticMode = Literal["cross", "center", "dilated"]
 Layout = Literal["zero_pad", "official"]
 STATIC_MODES: tuple[str, ...] = ("cross", "center", "dilated")
 LAYOUTS: tuple[str, ...] = ("zero_pad", "official")
+STS_OPTIONS: tuple[str, ...] = ("static_ratio", "static_mode", "static_dilation", "layout")
 
 _Size3 = tuple[int, int, int]
 
@@ -174,6 +175,10 @@ class STSConv3d(nn.Conv3d):
     @classmethod
     def from_conv3d(cls, conv: nn.Conv3d, **sts_options) -> STSConv3d:
         """An STS layer that shares ``conv``'s weight and bias Parameters (no copy; optimizers stay valid)."""
+        unknown = sorted(set(sts_options) - set(STS_OPTIONS))
+        if unknown:
+            hint = closest(unknown[0], STS_OPTIONS)
+            raise UnsupportedConvError(f"unknown STS option(s) {unknown}{hint}; expected some of {STS_OPTIONS}")
         new = cls(
             conv.in_channels,
             conv.out_channels,
@@ -291,7 +296,9 @@ class STSConv3d(nn.Conv3d):
         if input.dim() == 4:  # unbatched (C, T, H, W), as nn.Conv3d accepts
             return self.forward(input.unsqueeze(0)).squeeze(0)
         if input.dim() != 5:
-            raise StsShapeError(f"STSConv3d expects (B, C, T, H, W) or (C, T, H, W) input, got shape {tuple(input.shape)}")
+            raise StsShapeError(
+                f"STSConv3d expects (B, C, T, H, W) or (C, T, H, W) input, got shape {tuple(input.shape)}"
+            )
         if self.num_static == 0:
             return self._conv_forward(input, self.weight, self.bias)
         self._check_input(input)
@@ -460,9 +467,7 @@ class STSConv3d(nn.Conv3d):
         if any(crop):
             t, h, wd = x.shape[2:]
             x = x[:, :, crop[0] : t - crop[0], crop[1] : h - crop[1], crop[2] : wd - crop[2]]
-        return F.conv3d(
-            x, w, b, self.stride, tuple(max(p, 0) for p in pads), (1, dilation, dilation), groups
-        )
+        return F.conv3d(x, w, b, self.stride, tuple(max(p, 0) for p in pads), (1, dilation, dilation), groups)
 
     def _flat_conv(self, x: Tensor, w: Tensor, groups: int, *, transpose: bool, bias: Tensor | None = None) -> Tensor:
         """The authors' row (column) convolution: each frame flattened to one sequence in (h w) ((w h)) order.

@@ -53,10 +53,14 @@ def inflate_weight(weight: Tensor, kt: int, mode: InflateMode = "center") -> Ten
     """
     if weight.dim() == 5:
         if weight.shape[2] != 1:
-            raise TransferError(f"inflate_weight expects a 2D kernel or temporal size 1, got shape {tuple(weight.shape)}")
+            raise TransferError(
+                f"inflate_weight expects a 2D kernel or temporal size 1, got shape {tuple(weight.shape)}"
+            )
         weight = weight[:, :, 0]
     if weight.dim() != 4:
-        raise TransferError(f"inflate_weight expects a 4-D conv kernel (C_out, C_in, kh, kw), got {tuple(weight.shape)}")
+        raise TransferError(
+            f"inflate_weight expects a 4-D conv kernel (C_out, C_in, kh, kw), got {tuple(weight.shape)}"
+        )
     if not isinstance(kt, int) or kt < 1:
         raise TransferError(f"temporal size kt={kt!r} must be a positive integer")
     rule = _rule_for(mode, kt)

@@ -94,8 +94,12 @@ def profile(
             model's own device with its real weights.
     """
     if not input_shape or not all(isinstance(s, int) and s > 0 for s in input_shape):
-        raise VidpriorError(f"input_shape={tuple(input_shape)!r}: expected positive integers such as (1, 3, 8, 224, 224)")
+        raise VidpriorError(
+            f"input_shape={tuple(input_shape)!r}: expected positive integers such as (1, 3, 8, 224, 224)"
+        )
     params = count_params(model)
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = first.dtype if first is not None else torch.get_default_dtype()
     mapping = {op: _norm_flops for op in _NORM_OPS} if count_norm else {}
     was_training = model.training
     model.eval()
@@ -103,9 +107,8 @@ def profile(
         counter = FlopCounterMode(display=False, custom_mapping=mapping)
         with torch.no_grad():
             if device is None:
-                first = next(iter(model.parameters()), None)
                 dev = first.device if first is not None else torch.device("cpu")
-                x = torch.zeros(tuple(input_shape), device=dev)
+                x = torch.zeros(tuple(input_shape), device=dev, dtype=dtype)
                 with counter:
                     model(x)
             else:
@@ -114,7 +117,7 @@ def profile(
                     **{k: torch.empty_like(v, device=dev) for k, v in model.named_parameters(remove_duplicate=False)},
                     **{k: torch.empty_like(v, device=dev) for k, v in model.named_buffers(remove_duplicate=False)},
                 }
-                x = torch.empty(tuple(input_shape), device=dev)
+                x = torch.empty(tuple(input_shape), device=dev, dtype=dtype)
                 with counter:
                     torch.func.functional_call(model, tensors, (x,), tie_weights=True, strict=False)
     finally:

@@ -1,0 +1,428 @@
+"""STSConv3d: drop-in parity with nn.Conv3d, numerics against independent constructions, errors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidprior import STSConv3d, profile
+from vidprior.errors import StsShapeError, UnsupportedConvError
+from vidprior.layers.sts import parse_static_ratio
+
+DT = torch.float64
+KERNELS = [(3, 1, 1), (3, 3, 3)]
+GROUPS = ["1", "2", "dw"]
+STRIDES = [(1, 1, 1), (1, 2, 2), (2, 1, 1), (2, 2, 2)]
+SIZES = [(5, 7, 9), (1, 6, 5), (4, 8, 8)]  # odd T/H/W, T = 1, even sizes
+
+
+def _make(kernel, groups, stride, *, cin=8, cout=8, bias=True, padding=None, **opts):
+    g = {"1": 1, "2": 2, "dw": cin}[groups] if isinstance(groups, str) else groups
+    if g == cin:
+        cout = cin
+    k = kernel[1]
+    pad = (1, k // 2, k // 2) if padding is None else padding
+    conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=pad, groups=g, bias=bias, dtype=DT)
+    sts = STSConv3d(cin, cout, kernel, stride=stride, padding=pad, groups=g, bias=bias, dtype=DT, **opts)
+    sts.load_state_dict(conv.state_dict(), strict=True)
+    return conv, sts
+
+
+def _static_input(sts: STSConv3d, x: torch.Tensor) -> torch.Tensor:
+    if sts.groups == 1:
+        return x
+    return x[:, : sts.static_groups * (sts.in_channels // sts.groups)]
+
+
+# ---------------------------------------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("groups", GROUPS)
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"static_ratio": "1:2"},
+        {"static_ratio": "2:1"},
+        {"static_ratio": 0.0},
+        {"static_ratio": 1.0},
+        {"static_mode": "center"},
+        {"static_mode": "dilated", "static_dilation": 2},
+        {"static_mode": "dilated", "static_dilation": 3},
+    ],
+    ids=["1:1", "1:2", "2:1", "r0", "r1", "center", "dil2", "dil3"],
+)
+def test_drop_in_parity_with_conv3d(kernel, groups, stride, bias, opts):
+    conv, sts = _make(kernel, groups, stride, bias=bias, **opts)
+    # same parameters and state dict, loadable strictly both ways
+    assert sum(p.numel() for p in sts.parameters()) == sum(p.numel() for p in conv.parameters())
+    sd_c, sd_s = conv.state_dict(), sts.state_dict()
+    assert list(sd_c) == list(sd_s)
+    assert all(sd_c[k].shape == sd_s[k].shape for k in sd_c)
+    back = nn.Conv3d(
+        conv.in_channels,
+        conv.out_channels,
+        kernel,
+        stride=stride,
+        padding=conv.padding,
+        groups=conv.groups,
+        bias=bias,
+        dtype=DT,
+    )
+    back.load_state_dict(sts.state_dict(), strict=True)
+    assert all(torch.equal(back.state_dict()[k], sd_c[k]) for k in sd_c)
+    for size in SIZES:
+        x = torch.randn(2, conv.in_channels, *size, dtype=DT)
+        y = sts(x)
+        assert y.shape == conv(x).shape, size
+        assert torch.isfinite(y).all()
+    # equal multiply-adds (modes cross and dilated); "center" uses only a third of the static taps
+    shape = (2, conv.in_channels, 5, 7, 9)
+    m_conv = profile(nn.Sequential(conv), shape).macs
+    m_sts = profile(nn.Sequential(sts), shape).macs
+    if opts.get("static_mode", "cross") == "center" and sts.num_static > 0:
+        assert m_sts < m_conv
+    else:
+        assert m_sts == m_conv
+
+
+@pytest.mark.parametrize("kernel", [(3, 1, 1), (3, 3, 3), (3, 5, 5)])
+@pytest.mark.parametrize("groups", [1, 4, 16])
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2)])
+def test_macs_equal_analytic_count(kernel, groups, stride):
+    cin = cout = 16
+    sts = STSConv3d(cin, cout, kernel, stride=stride, padding=(1, kernel[1] // 2, kernel[2] // 2), groups=groups)
+    shape = (2, cin, 4, 9, 10)
+    with torch.no_grad():
+        out_elems = sts(torch.zeros(shape)).numel()
+    per_output = math.prod(kernel) * cin // groups  # 3*k^2 for depthwise (3,k,k); 3*C_in/groups for (3,1,1)
+    assert profile(nn.Sequential(sts), shape).macs_by_op["conv"] == out_elems * per_output
+
+
+# ---------------------------------------------------------------------------------------------------------- numerics
+@pytest.mark.parametrize("groups", GROUPS)
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("ratio", [0.5, "1:2", "2:1", 1.0])
+@pytest.mark.parametrize("size", [(5, 7, 9), (1, 6, 5), (4, 8, 8)])
+def test_zero_pad_static_branch_equals_plain_conv3d_construction(groups, stride, ratio, size):
+    """Cross mode, (3, k, k): centre slice as (1,k,k) + first slice as (1,1,k^2) + last slice as (1,k^2,1)."""
+    conv, sts = _make((3, 3, 3), groups, stride, static_ratio=ratio)
+    x = torch.randn(2, 8, *size, dtype=DT)
+    n, g = sts.num_static, sts.static_groups
+    w, b = conv.weight[:n].detach(), conv.bias[:n].detach()
+    cin = w.shape[1]
+    st, s = stride[0], stride[1]
+    xs = _static_input(sts, x)[:, :, ::st]  # same temporal padding: output t is centred on frame t*st
+
+    def plain(kernel, weight, padding, bias=None):
+        m = nn.Conv3d(cin * g, n, kernel, stride=(1, s, s), padding=padding, groups=g, bias=bias is not None, dtype=DT)
+        with torch.no_grad():
+            m.weight.copy_(weight.reshape(m.weight.shape))
+            if bias is not None:
+                m.bias.copy_(bias)
+        return m(xs)
+
+    ref = (
+        plain((1, 3, 3), w[:, :, 1], (0, 1, 1), b)
+        + plain((1, 1, 9), w[:, :, 0], (0, 0, 4))
+        + plain((1, 9, 1), w[:, :, 2], (0, 4, 0))
+    )
+    y = sts(x)
+    torch.testing.assert_close(y[:, :n], ref)
+    if n < 8:  # dynamic group = ordinary Conv3d of its filters
+        gd = conv.groups - g if conv.groups > 1 else 1
+        xd = x if conv.groups == 1 else x[:, g * (8 // conv.groups) :]
+        dyn = F.conv3d(xd, conv.weight[n:], conv.bias[n:], stride, (1, 1, 1), 1, gd)
+        torch.testing.assert_close(y[:, n:], dyn)
+
+
+@pytest.mark.parametrize("groups", ["1", "2", "dw"])
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("mode", ["cross", "dilated"])
+def test_zero_pad_temporal_kernel_static_branch(groups, stride, mode):
+    """(3, 1, 1): first static half = taps as (1,1,3) along W, second half = (1,3,1) along H."""
+    conv, sts = _make((3, 1, 1), groups, stride, static_mode=mode, static_dilation=2)
+    x = torch.randn(2, 8, 5, 7, 9, dtype=DT)
+    d = 2 if mode == "dilated" else 1
+    n, nh = sts.num_static, sts.num_horizontal
+    w, b = conv.weight.detach(), conv.bias.detach()
+    st, s = stride[0], stride[1]
+    xs = _static_input(sts, x)[:, :, ::st]
+    if conv.groups == 1:
+        xh = xv = xs
+        gh = gv = 1
+    else:
+        cpg = 8 // conv.groups
+        gh = sts.horizontal_groups
+        gv = sts.static_groups - gh
+        xh, xv = xs[:, : gh * cpg], xs[:, gh * cpg :]
+    h = F.conv3d(xh, w[:nh].reshape(nh, -1, 1, 1, 3), b[:nh], (1, s, s), (0, 0, d), (1, 1, d), gh)
+    parts = [h]
+    if n > nh:  # with 2 groups the single static group is all horizontal
+        cin = w.shape[1]
+        parts.append(F.conv3d(xv, w[nh:n].reshape(n - nh, cin, 1, 3, 1), b[nh:n], (1, s, s), (0, d, 0), (1, d, 1), gv))
+    y = sts(x)
+    torch.testing.assert_close(y[:, :n], torch.cat(parts, 1))
+
+
+def _embedded_kernel(w: torch.Tensor, k: int, mode: str, d: int) -> torch.Tensor:
+    """Independent statement of the static kernel as ONE square 2D kernel (zeros elsewhere)."""
+    size = k * k if mode == "cross" else d * (k - 1) + 1
+    size = max(size, k)
+    mid, c = size // 2, (k - 1) // 2
+    e = w.new_zeros(w.shape[0], w.shape[1], size, size)
+    e[:, :, mid - c : mid + c + 1, mid - c : mid + c + 1] += w[:, :, 1]
+    if mode == "cross":
+        e[:, :, mid, :] += w[:, :, 0].reshape(w.shape[0], w.shape[1], -1)
+        e[:, :, :, mid] += w[:, :, 2].reshape(w.shape[0], w.shape[1], -1)
+    elif mode == "dilated":
+        taps = torch.arange(-c, c + 1) * d + mid
+        for t in (0, 2):
+            e[:, :, taps[:, None], taps[None, :]] += w[:, :, t]
+    return e
+
+
+@pytest.mark.parametrize("padding", [(0, 0, 0), (1, 1, 1), (2, 2, 2), (1, 0, 2), (0, 2, 0)])
+@pytest.mark.parametrize("stride", [(1, 1, 1), (2, 2, 2), (1, 2, 1)])
+@pytest.mark.parametrize("mode", ["cross", "dilated", "center"])
+def test_any_padding_matches_embedded_kernel(padding, stride, mode):
+    """With non-"same" padding the static branch stays aligned with the 3D conv's centre tap."""
+    conv, sts = _make((3, 3, 3), 1, stride, padding=padding, static_mode=mode, static_dilation=3)
+    x = torch.randn(2, 8, 6, 9, 11, dtype=DT)
+    y = sts(x)
+    assert y.shape == conv(x).shape
+    n = sts.num_static
+    e = _embedded_kernel(conv.weight[:n].detach(), 3, mode, 3)
+    grow = (e.shape[-1] - 3) // 2
+    pt, ph, pw = padding
+    # frames: output t reads frame t*st - pt + 1; F.pad with negative amounts crops
+    xp = F.pad(x, (pw + grow, pw + grow, ph + grow, ph + grow, pt - 1, pt - 1))
+    ref = F.conv3d(xp, e.unsqueeze(2), conv.bias[:n], stride)
+    torch.testing.assert_close(y[:, :n], ref[:, :, : y.shape[2], : y.shape[3], : y.shape[4]])
+    assert ref.shape[2:] == y.shape[2:]
+
+
+def test_static_ratio_zero_is_exactly_conv3d():
+    for kernel, groups in [((3, 1, 1), 1), ((3, 3, 3), 8), ((3, 3, 3), 1)]:
+        conv = nn.Conv3d(8, 8, kernel, padding=(1, kernel[1] // 2, kernel[1] // 2), groups=groups)
+        sts = STSConv3d.from_conv3d(conv, static_ratio=0.0)
+        x = torch.randn(2, 8, 5, 7, 7)
+        assert sts.num_static == 0
+        assert torch.equal(sts(x), conv(x))
+
+
+def test_dense_shift_path_equals_branch_path_forward_and_backward():
+    for mode, bias, cl in itertools.product(["cross", "dilated"], [True, False], [False, True]):
+        sts = STSConv3d(12, 10, (3, 1, 1), padding=(1, 0, 0), bias=bias, static_mode=mode, static_dilation=2, dtype=DT)
+        assert sts._use_shift_path()
+        x = torch.randn(2, 12, 5, 6, 7, dtype=DT)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        x.requires_grad_(True)
+        y_fast = sts(x)
+        y_ref = sts._forward_branches(x)
+        torch.testing.assert_close(y_fast, y_ref)
+        assert y_fast.is_contiguous(memory_format=torch.channels_last_3d if cl else torch.contiguous_format)
+        go = torch.randn_like(y_ref)
+        params = [x, sts.weight] + ([sts.bias] if bias else [])
+        g_fast = torch.autograd.grad(y_fast, params, go)
+        g_ref = torch.autograd.grad(y_ref, params, go)
+        for a, b in zip(g_fast, g_ref):
+            torch.testing.assert_close(a, b)
+
+
+def test_shift_path_gradcheck_small():
+    sts = STSConv3d(3, 5, (3, 1, 1), padding=(1, 0, 0), dtype=DT)
+    x = torch.randn(1, 3, 3, 2, 4, dtype=DT, requires_grad=True)  # tiny sizes: shifts reach every border case
+    assert torch.autograd.gradcheck(sts, (x,))
+
+
+@pytest.mark.parametrize("kernel,groups", [((3, 1, 1), 1), ((3, 3, 3), 8), ((3, 3, 3), 1), ((3, 1, 1), 2)])
+@pytest.mark.parametrize("mode", ["cross", "center", "dilated"])
+def test_gradients_reach_every_parameter(kernel, groups, mode):
+    sts = STSConv3d(8, 8, kernel, padding=(1, kernel[1] // 2, kernel[1] // 2), groups=groups, static_mode=mode)
+    x = torch.randn(2, 8, 4, 7, 7)
+    sts(x).pow(2).sum().backward()
+    gw = sts.weight.grad
+    assert gw is not None and sts.bias.grad is not None
+    assert torch.isfinite(gw).all() and (sts.bias.grad != 0).all()
+    n = sts.num_static
+    # dynamic filters use all taps; static filters use the side slices except in "center" mode
+    assert (gw[n:].abs().sum(dim=(1, 3, 4)) > 0).all()
+    side = gw[:n][:, :, [0, 2]]
+    if mode == "center":
+        assert torch.count_nonzero(side) == 0
+    else:
+        assert (side.abs().sum(dim=(1, 3, 4)) > 0).all()
+
+
+def test_static_filters_read_only_their_groups():
+    sts = STSConv3d(8, 8, (3, 3, 3), padding=1, groups=8)
+    x = torch.zeros(1, 8, 4, 6, 6, requires_grad=True)
+    y = sts(x)
+    n = sts.num_static
+    (g,) = torch.autograd.grad(y[:, :n].sum(), x)
+    assert torch.count_nonzero(g[:, n:]) == 0 and torch.count_nonzero(g[:, :n]) > 0
+
+
+def test_unbatched_input_and_dtypes():
+    sts = STSConv3d(4, 6, (3, 3, 3), padding=1)
+    x = torch.randn(4, 5, 6, 6)
+    torch.testing.assert_close(sts(x), sts(x.unsqueeze(0)).squeeze(0))
+    y = sts.double()(x.double())
+    assert y.dtype == torch.float64
+
+
+def test_meta_device_forward_shape():
+    sts = STSConv3d(16, 16, (3, 3, 3), stride=(1, 2, 2), padding=1, groups=16, device="meta", layout="official")
+    y = sts(torch.empty(2, 16, 8, 14, 14, device="meta"))
+    assert y.shape == (2, 16, 8, 7, 7) and y.device.type == "meta"
+
+
+# ---------------------------------------------------------------------------------------------------------- official
+def _official_restatement(x, weight, stride_s, groups_static, n_static):
+    """The authors' static computation restated with conv1d on (B*T, C, H*W) sequences (official-code.md §1a)."""
+    b, c, t, h, w = x.shape
+    cin = weight.shape[1]
+    xs = x[:, : groups_static * cin] if groups_static * cin < c else x
+    ws = weight[:n_static]
+    s = stride_s
+    # centre slice: plain 3x3 per frame
+    frames = xs.transpose(1, 2).reshape(b * t, -1, h, w)
+    center = F.conv2d(frames, ws[:, :, 1], None, s, 1, 1, groups_static)
+    ho, wo = center.shape[-2:]
+    # row: (h w) flattening, 9-tap conv1d, stride s*s, padding 4
+    seq_row = frames.reshape(b * t, -1, h * w)
+    row = F.conv1d(seq_row, ws[:, :, 0].reshape(n_static, cin, 9), None, s * s, 4, 1, groups_static)
+    row = row.reshape(b * t, n_static, ho, wo)
+    # column: (w h) flattening, read back in (w h) order
+    seq_col = frames.transpose(2, 3).reshape(b * t, -1, w * h)
+    col = F.conv1d(seq_col, ws[:, :, 2].reshape(n_static, cin, 9), None, s * s, 4, 1, groups_static)
+    col = col.reshape(b * t, n_static, wo, ho).transpose(2, 3)
+    out = center + row + col
+    return out.reshape(b, t, n_static, ho, wo).transpose(1, 2)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(4, 8, 8), (3, 6, 10), (2, 12, 4)])
+@pytest.mark.parametrize("groups", [16, 2])
+def test_official_layout_equals_restated_authors_computation(stride, size, groups):
+    sts = STSConv3d(
+        16, 16, (3, 3, 3), stride=(1, stride, stride), padding=1, groups=groups, layout="official", bias=False, dtype=DT
+    )
+    x = torch.randn(2, 16, *size, dtype=DT)
+    y = sts(x)
+    ref = _official_restatement(x, sts.weight.detach(), stride, sts.static_groups, sts.num_static)
+    torch.testing.assert_close(y[:, : sts.num_static], ref)
+    # the dynamic half is the plain depthwise/grouped 3D conv in both layouts
+    zp = STSConv3d(16, 16, (3, 3, 3), stride=(1, stride, stride), padding=1, groups=groups, bias=False, dtype=DT)
+    zp.load_state_dict(sts.state_dict())
+    torch.testing.assert_close(y[:, sts.num_static :], zp(x)[:, sts.num_static :])
+
+
+def test_official_layout_wraps_around_rows_unlike_zero_pad():
+    sts = STSConv3d(2, 2, (3, 3, 3), padding=1, groups=2, layout="official", bias=False, dtype=DT)
+    zp = STSConv3d(2, 2, (3, 3, 3), padding=1, groups=2, bias=False, dtype=DT)
+    zp.load_state_dict(sts.state_dict())
+    x = torch.randn(1, 2, 2, 8, 8, dtype=DT)
+    a, b = sts(x)[:, :1], zp(x)[:, :1]
+    # interior columns 4..3+ (away from row ends by >= 4) agree; the row ends differ (wrap-around)
+    torch.testing.assert_close(a[..., 4:-4, 4:-4], b[..., 4:-4, 4:-4])
+    assert not torch.allclose(a[..., :, :4], b[..., :, :4])
+
+
+def test_official_temporal_kernel_equals_restatement():
+    """(3, 1, 1): quarter A = 3-tap conv1d over (h w) sequences, quarter B over (w h) (official-code.md §1b)."""
+    sts = STSConv3d(6, 8, (3, 1, 1), padding=(1, 0, 0), layout="official", bias=False, dtype=DT)
+    x = torch.randn(2, 6, 3, 5, 7, dtype=DT)
+    y = sts(x)
+    b, c, t, h, w = x.shape
+    frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+    wgt = sts.weight.detach().reshape(8, 6, 3)
+    a = F.conv1d(frames.reshape(b * t, c, h * w), wgt[:2], None, 1, 1).reshape(b * t, 2, h, w)
+    v = F.conv1d(frames.transpose(2, 3).reshape(b * t, c, w * h), wgt[2:4], None, 1, 1)
+    v = v.reshape(b * t, 2, w, h).transpose(2, 3)
+    ref = torch.cat([a, v], 1).reshape(b, t, 4, h, w).transpose(1, 2)
+    torch.testing.assert_close(y[:, :4], ref)
+    torch.testing.assert_close(y[:, 4:], F.conv3d(x, sts.weight[4:], None, 1, (1, 0, 0)))
+
+
+def test_official_layout_rejects_odd_sizes_at_stride_two():
+    sts = STSConv3d(8, 8, (3, 3, 3), stride=(1, 2, 2), padding=1, groups=8, layout="official")
+    with pytest.raises(StsShapeError, match=r"H=7, W=7.*zero_pad"):
+        sts(torch.randn(1, 8, 4, 7, 7))
+
+
+# ---------------------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"kernel_size": (1, 3, 3)}, r"\(1, 3, 3\).*temporal size 1"),
+        ({"kernel_size": (5, 3, 3)}, r"\(5, 3, 3\).*temporal kernel 3"),
+        ({"kernel_size": (3, 3, 1)}, r"\(3, 3, 1\).*not square"),
+        ({"kernel_size": (3, 2, 2)}, r"even spatial size"),
+        ({"kernel_size": 3, "dilation": 2}, r"dilation \(2, 2, 2\)"),
+        ({"kernel_size": 3, "padding_mode": "reflect"}, r"padding_mode='reflect'"),
+        ({"kernel_size": 3, "static_mode": "crosss"}, r"did you mean 'cross'"),
+        ({"kernel_size": 3, "layout": "oficial"}, r"did you mean 'official'"),
+        ({"kernel_size": 3, "static_mode": "dilated", "static_dilation": 1}, r"static_dilation=1"),
+        ({"kernel_size": 3, "static_mode": "dilated", "layout": "official", "padding": 1}, r"no dilated mode"),
+        ({"kernel_size": 3, "layout": "official", "padding": 0}, r"'same' padding"),
+        ({"kernel_size": (3, 1, 1), "stride": 2, "layout": "official", "padding": (1, 0, 0)}, r"spatial stride"),
+    ],
+)
+def test_unsupported_configurations_raise_one_clear_error(kwargs, match):
+    kwargs = {"padding": 1, **kwargs}
+    with pytest.raises(UnsupportedConvError, match=match):
+        STSConv3d(8, 8, **kwargs)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5, float("nan"), "1:x", "abc", "1:2:3", True, None, "0:0", [0.5]])
+def test_bad_static_ratio_raises(ratio):
+    with pytest.raises(UnsupportedConvError, match="static_ratio"):
+        STSConv3d(8, 8, 3, padding=1, static_ratio=ratio)
+
+
+def test_static_ratio_parsing_and_group_rounding():
+    assert parse_static_ratio("1:2") == pytest.approx(1 / 3)
+    assert parse_static_ratio("2:1") == pytest.approx(2 / 3)
+    assert parse_static_ratio(1) == 1.0
+    assert STSConv3d(12, 12, 3, padding=1, static_ratio="1:2").num_static == 4
+    dw = STSConv3d(64, 64, 3, padding=1, groups=64, static_ratio="1:2")
+    assert dw.num_static == 21 and dw.static_groups == 21  # 64/3 = 21.3 -> whole channels
+    g4 = STSConv3d(16, 16, 3, padding=1, groups=4, static_ratio=0.3)  # 1.2 groups -> 1 group of 4 filters
+    assert (g4.static_groups, g4.num_static) == (1, 4)
+    # (3,1,1): the static filters split again, the first (horizontal) half the larger when odd
+    t = STSConv3d(8, 10, (3, 1, 1), padding=(1, 0, 0))
+    assert (t.num_static, t.num_horizontal) == (5, 3)
+
+
+def test_bad_input_shapes_raise():
+    sts = STSConv3d(8, 8, 3, padding=1)
+    with pytest.raises(StsShapeError, match="got 4 input channels"):
+        sts(torch.randn(1, 4, 3, 5, 5))
+    with pytest.raises(StsShapeError, match=r"\(B, C, T, H, W\)"):
+        sts(torch.randn(8, 5, 5))
+    tight = STSConv3d(8, 8, 3, padding=0)
+    with pytest.raises(StsShapeError, match="too small"):
+        tight(torch.randn(1, 8, 2, 5, 5))
+
+
+def test_from_conv3d_shares_parameters_and_roundtrips():
+    conv = nn.Conv3d(8, 16, (3, 3, 3), stride=(1, 2, 2), padding=1, groups=2)
+    sts = STSConv3d.from_conv3d(conv, static_ratio="1:2", static_mode="dilated", static_dilation=3)
+    assert sts.weight is conv.weight and sts.bias is conv.bias
+    assert (sts.stride, sts.padding, sts.groups) == (conv.stride, conv.padding, conv.groups)
+    back = sts.to_conv3d()
+    assert type(back) is nn.Conv3d and back.weight is conv.weight
+    x = torch.randn(1, 8, 3, 6, 6)
+    assert torch.equal(back(x), conv(x))
+    with pytest.raises(UnsupportedConvError, match="unknown"):
+        STSConv3d.from_conv3d(conv, static_ration=0.5)
+    assert "static=8/16" in repr(sts) and "static_dilation=3" in repr(sts)
