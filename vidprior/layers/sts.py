@@ -80,7 +80,7 @@ def parse_static_ratio(value: float | int | str) -> float:
 
 
 def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)
 
 
 def sts_support(
