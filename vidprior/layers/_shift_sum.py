@@ -1,13 +1,13 @@
-"""Sum of the three tap outputs of a temporal kernel, each shifted along its own axis.
+"""Sum of the three tap outputs of a temporal-size-3 kernel, each shifted along its own axis.
 
-Used by :class:`vidprior.layers.STSConv3d` for dense ``(3, 1, 1)`` kernels: a 1x1x1 convolution computes every tap
-of every filter at once, ``z[..., tap, c]``, and this op forms
+Used by :class:`vidprior.layers.STSConv3d`: one convolution computes the output of every tap of every filter at
+once, ``z[..., c, tap, ...]``, and this op forms
 
-    y[..., i, c] = z[..., i - d, 0, c] + z[..., i, 1, c] + z[..., i + d, 2, c]
+    y[..., c, ..., i, ...] = z[..., c, 0, ..., i - d, ...] + z[..., c, 1, ..., i, ...] + z[..., c, 2, ..., i + d, ...]
 
-along the axis and spacing ``d`` chosen for channel ``c`` (zero outside the tensor: the convolution's zero padding).
-Written by hand (an autograd Function) because expressing it with in-place slice additions makes autograd keep
-extra copies; here forward and backward each touch every element once.
+with the axis ``i`` and spacing ``d`` chosen per channel range (zero outside the tensor: the convolution's zero
+padding). Written by hand as an autograd Function: with in-place slice additions autograd would keep extra copies;
+here forward and backward each touch every element once, and no layout copies are made.
 """
 
 from __future__ import annotations
@@ -21,56 +21,58 @@ from torch import Tensor
 Segment = tuple[int, int, int, int]
 
 
-def _sl(dim: int, start: int | None, stop: int | None, ndim: int) -> tuple[slice, ...]:
-    idx = [slice(None)] * ndim
-    idx[dim] = slice(start, stop)
-    return tuple(idx)
-
-
 class _ShiftSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: Tensor, segments: Sequence[Segment]) -> Tensor:  # type: ignore[override]
-        # z: (..., 3, C) -> y: (..., C)
-        ctx.segments = segments
-        y = z[..., 1, :].clone()
-        nd = y.dim()
+    def forward(ctx, z: Tensor, tap_dim: int, channel_dim: int, segments: Sequence[Segment]) -> Tensor:  # type: ignore[override]
+        ctx.tap_dim, ctx.channel_dim, ctx.segments = tap_dim, channel_dim, segments
+        y = z.select(tap_dim, 1).contiguous()
         for c0, c1, axis, d in segments:
-            if c1 <= c0:
-                continue
             n = y.shape[axis]
-            if n <= d:
+            if c1 <= c0 or n <= d:
                 continue
-            ch = slice(c0, c1)
             # tap 0 reads d positions back, tap 2 reads d positions ahead
-            y[(*_sl(axis, d, None, nd)[:-1], ch)] += z[(*_sl(axis, None, n - d, nd)[:-1], 0, ch)]
-            y[(*_sl(axis, None, n - d, nd)[:-1], ch)] += z[(*_sl(axis, d, None, nd)[:-1], 2, ch)]
+            y[_idx(y.dim(), channel_dim, c0, c1, axis, d, None)] += z[
+                _idx(y.dim(), channel_dim, c0, c1, axis, None, n - d, tap=(tap_dim, 0))
+            ]
+            y[_idx(y.dim(), channel_dim, c0, c1, axis, None, n - d)] += z[
+                _idx(y.dim(), channel_dim, c0, c1, axis, d, None, tap=(tap_dim, 2))
+            ]
         return y
 
     @staticmethod
-    def backward(ctx, gy: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, gy: Tensor):  # type: ignore[override]
+        tap_dim, channel_dim = ctx.tap_dim, ctx.channel_dim
         nd = gy.dim()
-        gz = gy.new_empty((*gy.shape[:-1], 3, gy.shape[-1]))
-        gz[..., 1, :] = gy
-        covered = torch.zeros(gy.shape[-1], dtype=torch.bool)
-        for c0, c1, _, _ in ctx.segments:
-            covered[c0:c1] = True
-        if not bool(covered.all()):  # channels outside every segment have only the centre tap
-            gz[..., 0, ~covered] = 0
-            gz[..., 2, ~covered] = 0
+        gz = torch.zeros((*gy.shape[:tap_dim], 3, *gy.shape[tap_dim:]), dtype=gy.dtype, device=gy.device)
+        gz.select(tap_dim, 1).copy_(gy)
         for c0, c1, axis, d in ctx.segments:
-            if c1 <= c0:
-                continue
             n = gy.shape[axis]
-            ch = slice(c0, c1)
-            dd = min(d, n)
-            gz[(*_sl(axis, None, n - dd, nd)[:-1], 0, ch)] = gy[(*_sl(axis, dd, None, nd)[:-1], ch)]
-            gz[(*_sl(axis, n - dd, None, nd)[:-1], 0, ch)] = 0
-            gz[(*_sl(axis, dd, None, nd)[:-1], 2, ch)] = gy[(*_sl(axis, None, n - dd, nd)[:-1], ch)]
-            gz[(*_sl(axis, None, dd, nd)[:-1], 2, ch)] = 0
-        return gz, None
+            if c1 <= c0 or n <= d:
+                continue
+            gz[_idx(nd, channel_dim, c0, c1, axis, None, n - d, tap=(tap_dim, 0))] = gy[
+                _idx(nd, channel_dim, c0, c1, axis, d, None)
+            ]
+            gz[_idx(nd, channel_dim, c0, c1, axis, d, None, tap=(tap_dim, 2))] = gy[
+                _idx(nd, channel_dim, c0, c1, axis, None, n - d)
+            ]
+        return gz, None, None, None
 
 
-def shift_sum(z: Tensor, segments: Sequence[Segment]) -> Tensor:
-    """``z`` of shape ``(..., 3, C)`` -> ``(..., C)``; see the module docstring. Channels outside every segment
-    get only the centre tap."""
-    return _ShiftSum.apply(z, tuple(segments))
+def _idx(nd: int, channel_dim: int, c0: int, c1: int, axis: int, start, stop, tap: tuple[int, int] | None = None):
+    """Index of y (``nd`` dims) restricted to channels ``[c0, c1)`` and ``start:stop`` along ``axis``; with ``tap``
+    the same index into z, whose extra tap dimension sits at ``tap[0]``."""
+    idx: list = [slice(None)] * nd
+    idx[channel_dim] = slice(c0, c1)
+    idx[axis] = slice(start, stop)
+    if tap is not None:
+        idx.insert(tap[0], tap[1])
+    return tuple(idx)
+
+
+def shift_sum(z: Tensor, *, tap_dim: int, channel_dim: int, segments: Sequence[Segment]) -> Tensor:
+    """Sum the three taps of ``z`` (size 3 at ``tap_dim``) shifted per channel segment; see the module docstring.
+
+    ``channel_dim`` and each segment's axis index the *output* (``z`` without its tap dimension). Channels outside
+    every segment get only the centre tap.
+    """
+    return _ShiftSum.apply(z, tap_dim, channel_dim, tuple(segments))

@@ -304,6 +304,8 @@ class STSConv3d(nn.Conv3d):
         self._check_input(input)
         if self._use_shift_path():
             return self._forward_shift(input)
+        if self._use_frames_path():
+            return self._forward_depthwise_frames(input)
         return self._forward_branches(input)
 
     def _out_size(self, size: _Size3) -> _Size3:
@@ -348,25 +350,84 @@ class STSConv3d(nn.Conv3d):
     def _forward_shift(self, x: Tensor) -> Tensor:
         c_out, c_in = self.out_channels, self.in_channels
         d = self.static_dilation if self.static_mode == "dilated" else 1
-        contiguous_in = x.is_contiguous()
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-        # (C_out, C_in, 3, 1, 1) -> (3, C_out, C_in) -> (3*C_out, C_in, 1, 1, 1): row tap*C_out + c = tap of filter c
-        w = self.weight.view(c_out, c_in, 3).permute(2, 0, 1).reshape(3 * c_out, c_in, 1, 1, 1)
-        bias = None
-        if self.bias is not None:  # the bias goes with the centre tap only
-            zeros = self.bias.new_zeros(c_out)
-            bias = torch.cat([zeros, self.bias, zeros])
-        z = F.conv3d(x, w, bias)  # (B, 3*C_out, T, H, W), channels_last_3d strides
-        z = z.permute(0, 2, 3, 4, 1)  # (B, T, H, W, 3*C_out), contiguous
-        if not z.is_contiguous():
-            z = z.contiguous()
-        z = z.unflatten(-1, (3, c_out))  # (B, T, H, W, 3, C_out)
+        # (C_out, C_in, 3, 1, 1) -> (3*C_out, C_in, 1, 1, 1): output row 3*c + tap is that tap of filter c
+        w = self._taps_as_filters()
+        bias = None if self.bias is None else self._centre_tap_bias()
+        z = F.conv3d(x, w, bias)  # (B, 3*C_out, T, H, W) in the input's memory format
         n_h, n_s = self.num_horizontal, self.num_static
-        # segments (first channel, end channel, axis of (B, T, H, W, C), shift)
-        segments = ((0, n_h, 3, d), (n_h, n_s, 2, d), (n_s, c_out, 1, 1))
-        y = shift_sum(z, segments)  # (B, T, H, W, C_out)
-        y = y.permute(0, 4, 1, 2, 3)  # (B, C_out, T, H, W), channels_last_3d strides
-        return y.contiguous() if contiguous_in else y
+        # segments (first channel, end channel, axis of y = (B, C, T, H, W), shift)
+        segments = ((0, n_h, 4, d), (n_h, n_s, 3, d), (n_s, c_out, 2, 1))
+        if x.is_contiguous():
+            z = z.unflatten(1, (c_out, 3))  # (B, C_out, 3, T, H, W)
+            return shift_sum(z, tap_dim=2, channel_dim=1, segments=segments)
+        # channels-last: run the shifted sum on the (B, T, H, W, C_out, 3) view, no layout copies
+        zc = z.permute(0, 2, 3, 4, 1).unflatten(-1, (c_out, 3))  # (B, T, H, W, C_out, 3)
+        segments_cl = tuple((c0, c1, {2: 1, 3: 2, 4: 3}[axis], dd) for c0, c1, axis, dd in segments)
+        y = shift_sum(zc, tap_dim=5, channel_dim=4, segments=segments_cl)  # (B, T, H, W, C_out)
+        return y.permute(0, 4, 1, 2, 3)  # (B, C_out, T, H, W), channels_last_3d strides
+
+    def _taps_as_filters(self) -> Tensor:
+        """(C_out, C_in/g, 3, k, k) -> (3*C_out, C_in/g, 1, k, k): filter 3*c + tap is slice ``tap`` of filter c."""
+        w = self.weight
+        return w.transpose(1, 2).reshape(3 * w.shape[0], w.shape[1], 1, w.shape[3], w.shape[4])
+
+    def _centre_tap_bias(self) -> Tensor:
+        """Bias for :meth:`_taps_as_filters`: the layer's bias on the centre tap, zero on the side taps."""
+        b = self.bias
+        zeros = b.new_zeros(b.shape[0])
+        return torch.stack([zeros, b, zeros], dim=1).reshape(-1)
+
+    # Depthwise (3, k, k) convs (CSN, X3D) run as 2D depthwise convolutions over the frames, in channels-last
+    # layout: PyTorch's 2D depthwise kernels are much faster on CPU than its 3D ones. The dynamic filters become a
+    # channel-multiplier-3 depthwise conv (one output per temporal tap) followed by the shifted sum along T.
+    def _use_frames_path(self) -> bool:
+        k = self.kernel_size[1]
+        return (
+            k > 1
+            and self.groups == self.in_channels == self.out_channels
+            and self.layout == "zero_pad"
+            and self.stride[0] == 1
+            and self._pad3 == (1, (k - 1) // 2, (k - 1) // 2)
+        )
+
+    def _forward_depthwise_frames(self, x: Tensor) -> Tensor:
+        b, ch, t, h, w = x.shape
+        n, k, s = self.num_static, self.kernel_size[1], self.stride[1]
+        c = (k - 1) // 2
+        ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+        wt, bias = self.weight, self.bias
+        parts = []
+
+        def frames(sl: slice, m: int) -> Tensor:  # (B, C, T, H, W) -> (B*T, m, H, W), channels-last
+            return x[:, sl].transpose(1, 2).reshape(b * t, m, h, w).contiguous(memory_format=torch.channels_last)
+
+        if n > 0:
+            fs = frames(slice(0, n), n)
+            ws = wt[:n, :, :, :, :]  # (n, 1, 3, k, k)
+            ys = F.conv2d(fs, ws[:, :, 1], None if bias is None else bias[:n], s, c, 1, n)
+            if self.static_mode == "cross":
+                r = (k * k - 1) // 2
+                ys = ys + F.conv2d(fs, ws[:, :, 0].reshape(n, 1, 1, k * k), None, s, (0, r), 1, n)
+                ys = ys + F.conv2d(fs, ws[:, :, 2].reshape(n, 1, k * k, 1), None, s, (r, 0), 1, n)
+            elif self.static_mode == "dilated":
+                dl = self.static_dilation
+                for tap in (0, 2):
+                    ys = ys + F.conv2d(fs, ws[:, :, tap], None, s, dl * c, dl, n)
+            parts.append(ys.permute(0, 2, 3, 1).reshape(b, t, ho, wo, n))  # (B*T, n, H', W') -> (B, T, H', W', n)
+        m = ch - n
+        if m > 0:
+            fd = frames(slice(n, ch), m)
+            wd = wt[n:].reshape(3 * m, 1, k, k)  # (m, 1, 3, k, k) -> filter 3*c + tap = slice tap of filter c
+            bd = None
+            if bias is not None:
+                zeros = bias.new_zeros(m)
+                bd = torch.stack([zeros, bias[n:], zeros], dim=1).reshape(-1)  # bias on the centre tap only
+            z = F.conv2d(fd, wd, bd, s, c, 1, m)  # (B*T, 3m, H', W'), channels-last
+            z = z.permute(0, 2, 3, 1).reshape(b, t, ho, wo, m, 3)  # (B, T, H', W', m, 3)
+            parts.append(shift_sum(z, tap_dim=5, channel_dim=4, segments=((0, m, 1, 1),)))  # (B, T, H', W', m)
+        y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # (B, T, H', W', C)
+        y = y.permute(0, 4, 1, 2, 3)  # (B, C, T, H', W'), channels_last_3d strides
+        return y.contiguous() if x.is_contiguous() else y
 
     def _forward_branches(self, x: Tensor) -> Tensor:
         c_in_pg = self.in_channels // self.groups
