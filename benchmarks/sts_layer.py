@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -88,8 +89,8 @@ def bench_case(case: Case, *, batch: int, repeats: int, warmup: int, device, dty
             step(sts)
         t_conv, t_sts = [], []
         for _ in range(repeats):  # alternate, so that machine noise hits both alike
-            t_conv.append(_time(lambda: step(conv), device))
-            t_sts.append(_time(lambda: step(sts), device))
+            t_conv.append(_time(partial(step, conv), device))
+            t_sts.append(_time(partial(step, sts), device))
         ratios = [s / c for s, c in zip(t_sts, t_conv)]
         results[label] = (statistics.median(t_conv), statistics.median(t_sts), statistics.median(ratios))
     return results

@@ -348,7 +348,7 @@ class STSConv3d(nn.Conv3d):
         )
 
     def _forward_shift(self, x: Tensor) -> Tensor:
-        c_out, c_in = self.out_channels, self.in_channels
+        c_out = self.out_channels
         d = self.static_dilation if self.static_mode == "dilated" else 1
         # (C_out, C_in, 3, 1, 1) -> (3*C_out, C_in, 1, 1, 1): output row 3*c + tap is that tap of filter c
         w = self._taps_as_filters()
