@@ -61,7 +61,6 @@ def sts_eligibility(conv: nn.Module) -> str | None:
     return sts_support(
         tuple(conv.kernel_size),  # type: ignore[arg-type]
         dilation=tuple(conv.dilation),  # type: ignore[arg-type]
-        padding=conv.padding,  # type: ignore[arg-type]
         padding_mode=conv.padding_mode,
     )
 

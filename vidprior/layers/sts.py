@@ -87,7 +87,6 @@ def sts_support(
     kernel_size: _Size3,
     *,
     dilation: _Size3 = (1, 1, 1),
-    padding: _Size3 | str = (1, 1, 1),
     padding_mode: str = "zeros",
 ) -> str | None:
     """Return why a Conv3d with these settings cannot become STS, or ``None`` if it can.
@@ -216,9 +215,7 @@ class STSConv3d(nn.Conv3d):
 
     def _configure(self, static_ratio: float | str, static_mode: str, static_dilation: int, layout: str) -> None:
         desc = f"Conv3d({self.in_channels}, {self.out_channels}, kernel_size={tuple(self.kernel_size)})"
-        why = sts_support(
-            tuple(self.kernel_size), dilation=tuple(self.dilation), padding=self.padding, padding_mode=self.padding_mode
-        )
+        why = sts_support(tuple(self.kernel_size), dilation=tuple(self.dilation), padding_mode=self.padding_mode)
         if why is not None:
             raise UnsupportedConvError(f"{desc} cannot be STS: {why}")
         if static_mode not in STATIC_MODES:
