@@ -54,7 +54,7 @@ def sts_eligibility(conv: nn.Module) -> str | None:
     """Why ``conv`` cannot become an STS layer, or ``None`` if it can."""
     if isinstance(conv, STSConv3d):
         return "already an STSConv3d"
-    if type(conv) is not nn.Conv3d:
+    if type(conv).forward is not nn.Conv3d.forward or type(conv)._conv_forward is not nn.Conv3d._conv_forward:
         return f"{type(conv).__name__} is a subclass of nn.Conv3d with its own forward; not replaced"
     if tuple(conv.kernel_size)[0] == 1:
         return f"kernel {tuple(conv.kernel_size)} has no temporal extent: nothing to separate"

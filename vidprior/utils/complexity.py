@@ -113,10 +113,14 @@ def profile(
                     model(x)
             else:
                 dev = torch.device(device)
-                tensors = {
-                    **{k: torch.empty_like(v, device=dev) for k, v in model.named_parameters(remove_duplicate=False)},
-                    **{k: torch.empty_like(v, device=dev) for k, v in model.named_buffers(remove_duplicate=False)},
-                }
+                # one stand-in per distinct tensor, so that shared (tied) parameters stay shared
+                stand_in: dict[int, torch.Tensor] = {}
+                tensors = {}
+                named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+                for k, v in named:
+                    if id(v) not in stand_in:
+                        stand_in[id(v)] = torch.empty_like(v, device=dev)
+                    tensors[k] = stand_in[id(v)]
                 x = torch.empty(tuple(input_shape), device=dev, dtype=dtype)
                 with counter:
                     torch.func.functional_call(model, tensors, (x,), tie_weights=True, strict=False)

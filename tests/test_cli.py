@@ -1,0 +1,77 @@
+"""The command line, run for real as a subprocess (``python -m vidprior`` and the ``vidprior`` console script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import vidprior
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = shutil.which("vidprior", path=os.path.dirname(sys.executable))
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def _module(*args: str) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "vidprior", *args])
+
+
+def _script(*args: str) -> subprocess.CompletedProcess:
+    if SCRIPT is None:
+        pytest.fail(f"the console script 'vidprior' is not installed next to {sys.executable}")
+    return _run([SCRIPT, *args])
+
+
+@pytest.mark.parametrize("runner", [_module, _script], ids=["python-m", "script"])
+def test_help_lists_env(runner):
+    result = runner("--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: vidprior" in result.stdout
+    assert re.search(r"^\s+env\b", result.stdout, re.MULTILINE), result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_no_command_prints_help():
+    result = _module()
+    assert result.returncode == 0, result.stderr
+    assert "usage: vidprior" in result.stdout
+
+
+def test_version_matches_package():
+    result = _script("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"vidprior {vidprior.__version__}"
+
+
+def test_env_json_reports_torch_version():
+    result = _module("env", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert isinstance(info, dict)
+    assert info["torch"]
+    assert torch.__version__.startswith(info["torch"].split("+")[0])
+    assert info["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert info["vidprior"] == vidprior.__version__
+    assert info["python"] == sys.version.split()[0]
+    assert all(isinstance(v, str) for v in info.values())
+
+
+def test_unknown_command_fails_cleanly():
+    result = _script("frobnicate")
+    assert result.returncode == 2
+    assert "frobnicate" in result.stderr
+    assert "error" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
