@@ -426,3 +426,22 @@ def test_from_conv3d_shares_parameters_and_roundtrips():
     with pytest.raises(UnsupportedConvError, match="unknown"):
         STSConv3d.from_conv3d(conv, static_ration=0.5)
     assert "static=8/16" in repr(sts) and "static_dilation=3" in repr(sts)
+
+
+@pytest.mark.parametrize("tap_dim,channel_dim", [(2, 1), (5, 4)])
+def test_shift_sum_gradcheck_with_partial_segments(tap_dim, channel_dim):
+    """The shifted tap sum (used by the fast paths): gradients exact, including channels outside every segment,
+    shifts longer than the axis and dilated spacing."""
+    from vidprior.layers._shift_sum import shift_sum
+
+    y_shape = [2, 6, 3, 2, 4] if channel_dim == 1 else [2, 3, 2, 4, 6]
+    z_shape = y_shape[:tap_dim] + [3] + y_shape[tap_dim:]
+    z = torch.randn(z_shape, dtype=DT, requires_grad=True)
+    axes = (2, 3, 4) if channel_dim == 1 else (1, 2, 3)
+    segments = ((0, 2, axes[2], 1), (2, 3, axes[1], 2), (3, 5, axes[0], 1))  # channel 5 in no segment
+    assert torch.autograd.gradcheck(
+        lambda t: shift_sum(t, tap_dim=tap_dim, channel_dim=channel_dim, segments=segments), (z,)
+    )
+    y = shift_sum(z, tap_dim=tap_dim, channel_dim=channel_dim, segments=segments)
+    centre = z.select(tap_dim, 1)
+    torch.testing.assert_close(y.select(channel_dim, 5), centre.select(channel_dim, 5))

@@ -43,18 +43,29 @@ class _ShiftSum(torch.autograd.Function):
     def backward(ctx, gy: Tensor):  # type: ignore[override]
         tap_dim, channel_dim = ctx.tap_dim, ctx.channel_dim
         nd = gy.dim()
-        gz = torch.zeros((*gy.shape[:tap_dim], 3, *gy.shape[tap_dim:]), dtype=gy.dtype, device=gy.device)
+        gz = gy.new_empty((*gy.shape[:tap_dim], 3, *gy.shape[tap_dim:]))
         gz.select(tap_dim, 1).copy_(gy)
+        covered = [False] * gy.shape[channel_dim]
         for c0, c1, axis, d in ctx.segments:
             n = gy.shape[axis]
-            if c1 <= c0 or n <= d:
+            if c1 <= c0:
                 continue
+            covered[c0:c1] = [True] * (c1 - c0)
+            d = min(d, n)
+            # tap 0 at position j fed y at j + d; tap 2 at j fed y at j - d; positions that fed nothing get 0
             gz[_idx(nd, channel_dim, c0, c1, axis, None, n - d, tap=(tap_dim, 0))] = gy[
                 _idx(nd, channel_dim, c0, c1, axis, d, None)
             ]
+            gz[_idx(nd, channel_dim, c0, c1, axis, n - d, None, tap=(tap_dim, 0))] = 0
             gz[_idx(nd, channel_dim, c0, c1, axis, d, None, tap=(tap_dim, 2))] = gy[
                 _idx(nd, channel_dim, c0, c1, axis, None, n - d)
             ]
+            gz[_idx(nd, channel_dim, c0, c1, axis, None, d, tap=(tap_dim, 2))] = 0
+        if not all(covered):  # channels outside every segment have only the centre tap
+            rest = torch.tensor([not c for c in covered], device=gy.device)
+            for tap in (0, 2):
+                side = gz.select(tap_dim, tap)
+                side.index_fill_(channel_dim, rest.nonzero().flatten(), 0)
         return gz, None, None, None
 
 

@@ -395,11 +395,16 @@ class STSConv3d(nn.Conv3d):
         wt, bias = self.weight, self.bias
         parts = []
 
-        def frames(sl: slice, m: int) -> Tensor:  # (B, C, T, H, W) -> (B*T, m, H, W), channels-last
-            return x[:, sl].transpose(1, 2).reshape(b * t, m, h, w).contiguous(memory_format=torch.channels_last)
+        m = ch - n
+        # (B, C, T, H, W) -> (B, T, H, W, C) split into the static and dynamic channels, each made contiguous
+        # (one pass over the input; torch.split, unlike slicing, does not zero-fill a full-size gradient per part)
+        xs, xd = torch.split(x.permute(0, 2, 3, 4, 1), [n, m], dim=-1)
+
+        def frames(part: Tensor) -> Tensor:  # (B, T, H, W, m) -> (B*T, m, H, W) with channels-last strides
+            return part.contiguous().view(b * t, h, w, part.shape[-1]).permute(0, 3, 1, 2)
 
         if n > 0:
-            fs = frames(slice(0, n), n)
+            fs = frames(xs)
             ws = wt[:n, :, :, :, :]  # (n, 1, 3, k, k)
             ys = F.conv2d(fs, ws[:, :, 1], None if bias is None else bias[:n], s, c, 1, n)
             if self.static_mode == "cross":
@@ -411,9 +416,8 @@ class STSConv3d(nn.Conv3d):
                 for tap in (0, 2):
                     ys = ys + F.conv2d(fs, ws[:, :, tap], None, s, dl * c, dl, n)
             parts.append(ys.permute(0, 2, 3, 1).reshape(b, t, ho, wo, n))  # (B*T, n, H', W') -> (B, T, H', W', n)
-        m = ch - n
         if m > 0:
-            fd = frames(slice(n, ch), m)
+            fd = frames(xd)
             wd = wt[n:].reshape(3 * m, 1, k, k)  # (m, 1, 3, k, k) -> filter 3*c + tap = slice tap of filter c
             bd = None
             if bias is not None:
