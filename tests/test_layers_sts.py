@@ -435,7 +435,7 @@ def test_shift_sum_gradcheck_with_partial_segments(tap_dim, channel_dim):
     from vidprior.layers._shift_sum import shift_sum
 
     y_shape = [2, 6, 3, 2, 4] if channel_dim == 1 else [2, 3, 2, 4, 6]
-    z_shape = y_shape[:tap_dim] + [3] + y_shape[tap_dim:]
+    z_shape = [*y_shape[:tap_dim], 3, *y_shape[tap_dim:]]
     z = torch.randn(z_shape, dtype=DT, requires_grad=True)
     axes = (2, 3, 4) if channel_dim == 1 else (1, 2, 3)
     segments = ((0, 2, axes[2], 1), (2, 3, axes[1], 2), (3, 5, axes[0], 1))  # channel 5 in no segment
