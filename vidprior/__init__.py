@@ -7,6 +7,7 @@ fine-tune on video with the Spatial-Temporal Separable (STS) convolution.
 
 from vidprior.errors import VidpriorError
 from vidprior.layers import ConversionReport, STSConv3d, from_sts, to_sts
+from vidprior.models import create_model, image_model, list_models
 from vidprior.models.inflate import (
     TransferReport,
     deflate_state_dict,
@@ -27,11 +28,14 @@ __all__ = [
     "VidpriorError",
     "__version__",
     "count_params",
+    "create_model",
     "deflate_state_dict",
     "deflate_weight",
     "from_sts",
+    "image_model",
     "inflate_state_dict",
     "inflate_weight",
+    "list_models",
     "load_inflated",
     "profile",
     "to_sts",

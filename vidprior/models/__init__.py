@@ -1,5 +1,14 @@
-"""Models and weight transfer. (The model zoo arrives with issue 3.)"""
+"""Models: the paper's backbones, the registry, image views and weight transfer.
 
+Family modules register their builders on import; they are imported here explicitly, by name.
+"""
+
+from vidprior.models._registry import apply_sts, create_model, list_models, register_model
+from vidprior.models.base import ClsHead, VideoClassifier, count_sts_layers
+from vidprior.models.image_view import image_model
+
+# family modules: importing them registers their builders
+from vidprior.models import resnet3d, slowfast  # noqa: F401  isort: skip
 from vidprior.models.inflate import (
     TransferReport,
     deflate_state_dict,
@@ -10,10 +19,18 @@ from vidprior.models.inflate import (
 )
 
 __all__ = [
+    "ClsHead",
     "TransferReport",
+    "VideoClassifier",
+    "apply_sts",
+    "count_sts_layers",
+    "create_model",
     "deflate_state_dict",
     "deflate_weight",
+    "image_model",
     "inflate_state_dict",
     "inflate_weight",
+    "list_models",
     "load_inflated",
+    "register_model",
 ]

@@ -1,0 +1,298 @@
+"""3D ResNets: SlowOnly-R50, the paper's ablation ResNet50-3x1x1 / ResNet50-3x3x3 (Table 5), and ir-CSN-50.
+
+Architectures follow mmaction2 0.x (``ResNet3d``, ``ResNet3dSlowOnly``, ``ResNet3dCSN``) as the paper's authors ran
+them (official-code.md §6), with parameter names identical to mmaction2's so their checkpoints load strictly:
+``backbone.conv1.conv.weight``, ``backbone.layer3.0.conv1.bn.running_mean``, CSN ``backbone.layer1.0.conv2.0.conv``.
+No temporal down-sampling anywhere, as in the paper. The pathways of SlowFast are built from the same blocks
+(:mod:`vidprior.models.slowfast`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from torch import Tensor, nn
+
+from vidprior.layers.conv_module import ConvModule
+from vidprior.models._registry import register_model
+from vidprior.models.base import ClsHead, VideoClassifier, init_weights
+
+InflateStyle = Literal["3x1x1", "3x3x3"]
+
+
+class Bottleneck3d(nn.Module):
+    """1x1x1 -> spatial 3x3 -> 1x1x1 bottleneck with a temporal kernel where ``inflate`` says (mmaction2 naming).
+
+    ``inflate_style="3x1x1"``: conv1 is (3,1,1) when inflated (SlowOnly res4/res5, SlowFast); conv2 is (1,3,3).
+    ``inflate_style="3x3x3"``: conv2 is (3,3,3) when inflated; with ``depthwise`` it is channel-wise and wrapped in
+    a Sequential (``conv2.0``) as mmaction2's CSN does (ir-CSN, the paper's ResNet50-3x3x3).
+    The spatial stride sits on conv2 ("pytorch" style).
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        *,
+        spatial_stride: int = 1,
+        temporal_stride: int = 1,
+        inflate: bool = True,
+        inflate_style: InflateStyle = "3x1x1",
+        depthwise: bool = False,
+        downsample: nn.Module | None = None,
+        bn_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        k1, p1 = ((3, 1, 1), (1, 0, 0)) if inflate and inflate_style == "3x1x1" else ((1, 1, 1), (0, 0, 0))
+        k2, p2 = ((3, 3, 3), (1, 1, 1)) if inflate and inflate_style == "3x3x3" else ((1, 3, 3), (0, 1, 1))
+        self.conv1 = ConvModule(inplanes, planes, k1, 1, p1, bn_eps=bn_eps)
+        stride2 = (temporal_stride, spatial_stride, spatial_stride)
+        if depthwise:
+            conv2 = ConvModule(planes, planes, k2, stride2, p2, groups=planes, bn_eps=bn_eps)
+            self.conv2: nn.Module = nn.Sequential(conv2)
+        else:
+            self.conv2 = ConvModule(planes, planes, k2, stride2, p2, bn_eps=bn_eps)
+        self.conv3 = ConvModule(planes, planes * self.expansion, 1, act=None, bn_eps=bn_eps)
+        self.downsample = downsample
+        self.relu = nn.ReLU(inplace=True)
+
+    @property
+    def last_bn(self) -> nn.BatchNorm3d:
+        return self.conv3.bn
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv3(self.conv2(self.conv1(x)))
+        return self.relu(out + identity)
+
+
+class ResNet3d(nn.Module):
+    """Stem (``conv1`` + ``maxpool``) and four stages ``layer1``..``layer4`` of :class:`Bottleneck3d`.
+
+    With ``lateral_channels`` (SlowFast's slow pathway) the first block of every stage takes that many extra input
+    channels from the fast pathway, and the lateral convs ``conv1_lateral``, ``layer{i}_lateral`` are created on the
+    *fast* pathway's channel counts (mmaction2 keeps them on the slow path module; so do we, for the names).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_channels: int = 64,
+        stage_blocks: Sequence[int] = (3, 4, 6, 3),
+        spatial_strides: Sequence[int] = (1, 2, 2, 2),
+        inflate: Sequence[int] = (0, 0, 1, 1),
+        inflate_style: InflateStyle = "3x1x1",
+        depthwise: bool = False,
+        conv1_kernel: tuple[int, int, int] = (1, 7, 7),
+        bn_eps: float = 1e-5,
+        in_channels: int = 3,
+        lateral: bool = False,
+        channel_ratio: int = 8,
+        speed_ratio: int = 8,
+        fusion_kernel: int = 5,
+    ) -> None:
+        super().__init__()
+        if len(stage_blocks) != 4 or len(spatial_strides) != 4 or len(inflate) != 4:
+            raise ValueError("stage_blocks, spatial_strides and inflate need one entry per stage (4)")
+        self.lateral = lateral
+        pad1 = tuple((k - 1) // 2 for k in conv1_kernel)
+        self.conv1 = ConvModule(in_channels, base_channels, conv1_kernel, (1, 2, 2), pad1, bn_eps=bn_eps)
+        self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+        if lateral:
+            self.conv1_lateral = self._lateral(base_channels // channel_ratio, speed_ratio, fusion_kernel)
+        inplanes = base_channels
+        self.zero_init_bns: list[nn.BatchNorm3d] = []
+        self.res_layers: list[str] = []
+        for i, blocks in enumerate(stage_blocks):
+            planes = base_channels * 2**i
+            lateral_in = inplanes * 2 // channel_ratio if lateral else 0
+            layer = self._make_layer(
+                inplanes + lateral_in,
+                planes,
+                blocks,
+                spatial_stride=spatial_strides[i],
+                inflate=bool(inflate[i]),
+                inflate_style=inflate_style,
+                depthwise=depthwise,
+                bn_eps=bn_eps,
+            )
+            name = f"layer{i + 1}"
+            self.add_module(name, layer)
+            self.res_layers.append(name)
+            inplanes = planes * Bottleneck3d.expansion
+            if lateral and i != len(stage_blocks) - 1:
+                self.add_module(f"{name}_lateral", self._lateral(inplanes // channel_ratio, speed_ratio, fusion_kernel))
+        self.out_channels = inplanes
+
+    @staticmethod
+    def _lateral(channels: int, speed_ratio: int, fusion_kernel: int) -> ConvModule:
+        # time-strided conv from the fast pathway, no norm or activation (mmaction2 / SlowFast paper)
+        return ConvModule(
+            channels,
+            channels * 2,
+            (fusion_kernel, 1, 1),
+            (speed_ratio, 1, 1),
+            ((fusion_kernel - 1) // 2, 0, 0),
+            norm=False,
+            act=None,
+        )
+
+    def _make_layer(self, inplanes: int, planes: int, blocks: int, **kw) -> nn.Sequential:
+        out = planes * Bottleneck3d.expansion
+        stride = kw.pop("spatial_stride")
+        downsample = None
+        if stride != 1 or inplanes != out:
+            downsample = ConvModule(inplanes, out, 1, (1, stride, stride), act=None, bn_eps=kw["bn_eps"])
+        layers = [Bottleneck3d(inplanes, planes, spatial_stride=stride, downsample=downsample, **kw)]
+        layers += [Bottleneck3d(out, planes, **kw) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward_stem(self, x: Tensor) -> Tensor:
+        return self.maxpool(self.conv1(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.forward_stem(x)
+        for name in self.res_layers:
+            x = getattr(self, name)(x)
+        return x
+
+
+def _blocks(model: nn.Module) -> list[Bottleneck3d]:
+    return [m for m in model.modules() if isinstance(m, Bottleneck3d)]
+
+
+def _build(
+    *,
+    num_classes: int,
+    dropout: float,
+    base_channels: int,
+    stage_blocks: Sequence[int],
+    inflate: Sequence[int],
+    inflate_style: InflateStyle,
+    depthwise: bool,
+    conv1_kernel: tuple[int, int, int],
+    bn_eps: float,
+    zero_init_residual: bool,
+    default_clip: tuple[int, int],
+) -> VideoClassifier:
+    backbone = ResNet3d(
+        base_channels=base_channels,
+        stage_blocks=tuple(stage_blocks),
+        inflate=inflate,
+        inflate_style=inflate_style,
+        depthwise=depthwise,
+        conv1_kernel=conv1_kernel,
+        bn_eps=bn_eps,
+    )
+    init_weights(backbone, zero_init_residual=[b.last_bn for b in _blocks(backbone)] if zero_init_residual else ())
+    # The paper's STS placement (official-code.md §2): every temporal conv of the family's blocks.
+    sts = []
+    for name, m in backbone.named_modules():
+        if isinstance(m, nn.Conv3d) and m.kernel_size[0] == 3 and ".conv" in name and name.startswith("layer"):
+            sts.append(f"backbone.{name}")
+    head = ClsHead(backbone.out_channels, num_classes, dropout=dropout)
+    return VideoClassifier(backbone, head, default_clip=default_clip, sts_layers=sts)
+
+
+@register_model
+def slowonly50(
+    *,
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    base_channels: int = 64,
+    stage_blocks: tuple[int, ...] = (3, 4, 6, 3),
+) -> VideoClassifier:
+    """SlowOnly-R50, 8 frames x interval 8 (mmaction2 ``ResNet3dSlowOnly``): 1x7x7 stem, 3x1x1 conv1 in res4/res5.
+    STS (paper): the 9 conv1 of res4 and res5."""
+    return _build(
+        num_classes=num_classes,
+        dropout=dropout,
+        base_channels=base_channels,
+        stage_blocks=stage_blocks,
+        inflate=(0, 0, 1, 1),
+        inflate_style="3x1x1",
+        depthwise=False,
+        conv1_kernel=(1, 7, 7),
+        bn_eps=1e-5,
+        zero_init_residual=True,
+        default_clip=(8, 8),
+    )
+
+
+@register_model
+def resnet50_3x1x1(
+    *,
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    base_channels: int = 64,
+    stage_blocks: tuple[int, ...] = (3, 4, 6, 3),
+) -> VideoClassifier:
+    """The paper's ResNet50-3x1x1 (Table 5): 1x7x7 stem, 3x1x1 conv1 in stages 3-4 (the SlowOnly layout)."""
+    return slowonly50(num_classes=num_classes, dropout=dropout, base_channels=base_channels, stage_blocks=stage_blocks)
+
+
+@register_model
+def resnet50_3x3x3(
+    *,
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    base_channels: int = 64,
+    stage_blocks: tuple[int, ...] = (3, 4, 6, 3),
+) -> VideoClassifier:
+    """The paper's ResNet50-3x3x3 (Table 5): 3x7x7 stem, channel-wise 3x3x3 conv2 in every block."""
+    return _build(
+        num_classes=num_classes,
+        dropout=dropout,
+        base_channels=base_channels,
+        stage_blocks=stage_blocks,
+        inflate=(1, 1, 1, 1),
+        inflate_style="3x3x3",
+        depthwise=True,
+        conv1_kernel=(3, 7, 7),
+        bn_eps=1e-5,
+        zero_init_residual=True,
+        default_clip=(8, 8),
+    )
+
+
+@register_model
+def csn50(
+    *,
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    base_channels: int = 64,
+    stage_blocks: tuple[int, ...] = (3, 4, 6, 3),
+) -> VideoClassifier:
+    """ir-CSN-50 (mmaction2 ``ResNet3dCSN``, bottleneck mode "ir"): 3x7x7 stem, depthwise 3x3x3 conv2, BN eps 1e-3,
+    no zero-init residual, temporal strides 1 (as the authors changed them). STS (paper): the 16 depthwise conv2."""
+    return _build(
+        num_classes=num_classes,
+        dropout=dropout,
+        base_channels=base_channels,
+        stage_blocks=stage_blocks,
+        inflate=(1, 1, 1, 1),
+        inflate_style="3x3x3",
+        depthwise=True,
+        conv1_kernel=(3, 7, 7),
+        bn_eps=1e-3,
+        zero_init_residual=False,
+        default_clip=(32, 2),
+    )
+
+
+@register_model
+def slowonly_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoClassifier:
+    """Quarter-width (16), one block per stage SlowOnly: for tests and the quickstart."""
+    return slowonly50(num_classes=num_classes, dropout=dropout, base_channels=16, stage_blocks=(1, 1, 1, 1))
+
+
+@register_model
+def csn_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoClassifier:
+    """Quarter-width (16), one block per stage ir-CSN: for tests and the quickstart."""
+    return csn50(num_classes=num_classes, dropout=dropout, base_channels=16, stage_blocks=(1, 1, 1, 1))
+
+
+__all__ = ["Bottleneck3d", "ResNet3d", "csn50", "resnet50_3x1x1", "resnet50_3x3x3", "slowonly50"]
