@@ -182,7 +182,7 @@ def test_image_view_equals_one_frame_clip(name):
     its checkpoint inflates back with every tensor accounted for."""
     torch.manual_seed(0)
     model = _randomize(create_model(name, num_classes=10)).double().eval()
-    view = image_model(model).eval()
+    view = image_model(model)  # keeps the model's (eval) mode
     assert not any(isinstance(m, (nn.Conv3d, nn.BatchNorm3d)) for m in view.modules())
     img = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():

@@ -74,11 +74,11 @@ def _pool2d(pool: nn.Module) -> nn.Module:
 
 def _convert(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.Conv3d):  # includes STSConv3d
-        return _conv2d(module)
+        return _conv2d(module).train(module.training)
     if isinstance(module, nn.BatchNorm3d):
-        return _bn2d(module)
+        return _bn2d(module).train(module.training)  # eval-mode BNs must stay in eval mode
     if isinstance(module, (nn.MaxPool3d, nn.AdaptiveAvgPool3d)):
-        return _pool2d(module)
+        return _pool2d(module).train(module.training)
     if isinstance(module, (nn.AvgPool3d, nn.AdaptiveMaxPool3d, nn.ConvTranspose3d, nn.Upsample)):
         raise VidpriorError(f"no 2D counterpart for {type(module).__name__}")
     for name, child in list(module.named_children()):
