@@ -75,3 +75,19 @@ def test_unknown_command_fails_cleanly():
     assert "error" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_models_command_lists_sizes_from_the_registry():
+    result = subprocess.run(
+        [sys.executable, "-m", "vidprior", "models", "slow*", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == set(vidprior.list_models("slow*"))
+    for name, row in rows.items():
+        with torch.device("meta"):
+            model = vidprior.create_model(name)
+        assert row["params_m"] == round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+        assert row["sts_layers"] == len(model.sts_layers)
+    bad = subprocess.run([sys.executable, "-m", "vidprior", "models", "nope*"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no model matches" in bad.stderr and "Traceback" not in bad.stderr

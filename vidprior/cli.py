@@ -28,6 +28,43 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from vidprior.models import create_model, list_models
+    from vidprior.utils.complexity import profile
+
+    names = list_models(args.pattern)
+    if not names:
+        raise VidpriorError(f"no model matches {args.pattern!r}; `vidprior models` lists all")
+    rows = []
+    for name in names:
+        with torch.device("meta"):
+            model = create_model(name, num_classes=args.num_classes)
+        frames, interval = model.default_clip
+        p = profile(model, (1, 3, frames, args.crop, args.crop))
+        rows.append(
+            {
+                "name": name,
+                "params_m": round(p.params / 1e6, 2),
+                "gmacs": round(p.macs / 1e9, 2),
+                "clip": f"{frames}x{interval}",
+                "sts_layers": len(model.sts_layers),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<18} {'params (M)':>10} {'GMACs':>8} {'clip':>6} {'STS layers':>10}")
+    for r in rows:
+        print(f"{r['name']:<18} {r['params_m']:>10.2f} {r['gmacs']:>8.2f} {r['clip']:>6} {r['sts_layers']:>10}")
+    print(
+        f"\nGMACs: one clip at {args.crop}x{args.crop} (conv, fc and batch norm; one multiply-add = 1); "
+        f"{args.num_classes} classes; clip = frames x sampling interval; STS layers: the paper's placement."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidprior",
@@ -39,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print versions of Python, PyTorch, decoders and the accelerator")
     env.add_argument("--json", action="store_true", help="print as JSON")
     env.set_defaults(func=_cmd_env)
+
+    models = sub.add_parser("models", help="list the registered models with parameters, multiply-adds and STS layers")
+    models.add_argument("pattern", nargs="?", default="*", help="glob on the model name, e.g. 'slow*'")
+    models.add_argument("--crop", type=int, default=256, help="spatial size for the multiply-add count (256)")
+    models.add_argument("--num-classes", type=int, default=400)
+    models.add_argument("--json", action="store_true", help="print as JSON")
+    models.set_defaults(func=_cmd_models)
     return parser
 
 
