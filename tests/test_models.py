@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import vidprior
+from tests._util import randomize
 from vidprior import STSConv3d, create_model, image_model, inflate_state_dict, list_models, profile
 from vidprior.errors import VidpriorError
 from vidprior.models import count_sts_layers
@@ -67,19 +68,6 @@ def _meta(name: str, **kw) -> nn.Module:
 
 def _clip_frames(model: nn.Module) -> int:
     return max(8, model.default_clip[0] if model.default_clip[0] <= 16 else 8)
-
-
-def _randomize(model: nn.Module) -> nn.Module:
-    """Non-trivial weights and BN statistics, so equivalence tests cannot pass by zeros."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
 
 
 # ------------------------------------------------------------------------------------------------ published sizes
@@ -147,7 +135,7 @@ def test_every_model_has_sts_layers_and_options_pass_through(name):
 # ------------------------------------------------------------------------------------------------ model API
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_forward_backward_and_api(name):
-    model = _randomize(create_model(name, num_classes=7))
+    model = randomize(create_model(name, num_classes=7))
     t = _clip_frames(model)
     x = torch.randn(2, 3, t, 32, 32)
     y = model(x)
@@ -181,7 +169,7 @@ def test_image_view_equals_one_frame_clip(name):
     """The 2D counterpart on an image computes what the 3D model computes on the one-frame clip (eval mode), and
     its checkpoint inflates back with every tensor accounted for."""
     torch.manual_seed(0)
-    model = _randomize(create_model(name, num_classes=10)).double().eval()
+    model = randomize(create_model(name, num_classes=10)).double().eval()
     view = image_model(model)  # keeps the model's (eval) mode
     assert not any(isinstance(m, (nn.Conv3d, nn.BatchNorm3d)) for m in view.modules())
     img = torch.randn(2, 3, 64, 64, dtype=torch.float64)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import vidprior.models.r2plus1d  # registers the builders
+from tests._util import randomize
 from vidprior import STSConv3d, create_model, image_model, inflate_state_dict, list_models, profile
 from vidprior.models import apply_sts, count_sts_layers
 from vidprior.models.r2plus1d import Conv2plus1d, mid_channels
@@ -32,19 +33,6 @@ PAPER_GMACS, CONV_FC_GMACS = 114.8, 114.47
 def _meta(name: str, **kw) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kw)
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN affine parameters and running statistics, so equivalences cannot pass by identity BNs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
 
 
 def test_registered_with_typed_keyword_only_builders():
@@ -179,7 +167,7 @@ def test_r2plus1d18_parameter_count():
 def test_r2plus1d18_equals_torchvision():
     tv_video = pytest.importorskip("torchvision.models.video")
     torch.manual_seed(0)
-    ref = _randomize(tv_video.r2plus1d_18(num_classes=400)).eval()
+    ref = randomize(tv_video.r2plus1d_18(num_classes=400)).eval()
     assert sum(p.numel() for p in ref.parameters()) == R2P1D18_PARAMS
     mapped = {_torchvision_to_vidprior(k): v for k, v in ref.state_dict().items()}
     assert len(mapped) == len(ref.state_dict())
@@ -211,7 +199,7 @@ def _small(key: str, **kw) -> nn.Module:
 
 @pytest.mark.parametrize("key", sorted(SMALL))
 def test_tiny_forward_backward_and_api(key):
-    model = _randomize(_small(key, num_classes=7))
+    model = randomize(_small(key, num_classes=7))
     x = torch.randn(2, 3, 4, 32, 32)
     y = model(x)
     assert y.shape == (2, 7) and torch.isfinite(y).all()
@@ -241,7 +229,7 @@ def test_tiny_sts_model_trains(key):
 def test_image_view_equals_one_frame_clip(key):
     """The 2D counterpart on an image computes what the 3D model computes on the one-frame clip (eval mode), and
     its state dict inflates back onto the 3D model with every key accounted for."""
-    model = _randomize(_small(key, num_classes=10)).double().eval()
+    model = randomize(_small(key, num_classes=10)).double().eval()
     view = image_model(model)
     assert not any(isinstance(m, (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d)) for m in view.modules())
     img = torch.randn(2, 3, 32, 32, dtype=torch.float64)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import vidprior.models.x3d  # noqa: F401  registers the X3D builders
+from tests._util import randomize
 from vidprior import STSConv3d, count_params, create_model, image_model, inflate_state_dict, profile
 from vidprior.models import count_sts_layers
 from vidprior.models.checkpoints import load_official
@@ -35,22 +36,6 @@ EXPECTED_PARAMS = {
 def _meta(name: str, **kw) -> nn.Module:
     with torch.device("meta"):
         return create_model(name, **kw)
-
-
-def _randomize(model: nn.Module) -> nn.Module:
-    """Non-trivial BN statistics / affine parameters and conv biases (the zero-initialised residual BNs and SE
-    biases included), so equivalence tests cannot pass by zeros."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, (nn.Conv3d, nn.Linear)) and m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
 
 
 # ------------------------------------------------------------------------------------------------ published sizes
@@ -176,7 +161,7 @@ def test_sts_placement_matches_the_paper():
 
 # ------------------------------------------------------------------------------------------------ model API
 def test_tiny_forward_backward_and_api():
-    model = _randomize(create_model("x3d_tiny", num_classes=7))
+    model = randomize(create_model("x3d_tiny", num_classes=7))
     x = torch.randn(2, 3, 4, 32, 32)
     y = model(x)
     assert y.shape == (2, 7) and torch.isfinite(y).all()
@@ -213,7 +198,7 @@ def test_tiny_sts_model_trains():
 def test_image_view_equals_one_frame_clip():
     """The 2D counterpart on an image computes what the 3D model computes on the one-frame clip (eval mode), and
     its checkpoint inflates back with every tensor accounted for."""
-    model = _randomize(create_model("x3d_tiny", num_classes=10)).double().eval()
+    model = randomize(create_model("x3d_tiny", num_classes=10)).double().eval()
     view = image_model(model)
     assert not any(isinstance(m, (nn.Conv3d, nn.BatchNorm3d)) for m in view.modules())
     assert list(view.state_dict()) == list(model.state_dict())
