@@ -65,6 +65,52 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_paths(target: str, root: str | None) -> list[str]:
+    from pathlib import Path
+
+    from vidprior.data.lists import read_video_list, scan_videos
+
+    p = Path(target)
+    if p.is_dir():
+        records = scan_videos(p)
+        if not records:
+            raise VidpriorError(f"{p}: no video files found")
+    elif p.is_file():
+        records = read_video_list(p, root=root)
+    else:
+        raise VidpriorError(f"{p}: no such list file or folder")
+    return [r.path for r in records]
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidprior.data.check import check_files, summarize, write_manifest
+
+    paths = _data_paths(args.target, args.root)
+    rows = check_files(paths, backend=args.backend, workers=args.workers, min_frames=args.min_frames)
+    out = Path(args.out) if args.out else Path(args.target).with_suffix(".manifest.jsonl")
+    if Path(args.target).is_dir() and not args.out:
+        out = Path(args.target) / "manifest.jsonl"
+    digest = write_manifest(rows, out)
+    summary = summarize(rows)
+    print(f"{summary['files']} files: {summary['ok']} ok, {summary['bad']} bad {summary['reasons'] or ''}")
+    for r in rows:
+        if not r["ok"]:
+            print(f"  {r['reason']:<16} {r['path']}  {r['detail']}")
+    print(f"manifest: {out} (sha256 {digest[:16]})")
+    return 1 if summary["bad"] else 0
+
+
+def _cmd_data_reencode(args: argparse.Namespace) -> int:
+    from vidprior.data.reencode import reencode_tree
+
+    summary = reencode_tree(args.src, args.dst, short_side=args.short_side, gop=args.gop, workers=args.workers)
+    print(summary)
+    failed = getattr(summary, "failed", None) or (summary.get("failed") if isinstance(summary, dict) else None)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidprior",
@@ -83,6 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--num-classes", type=int, default=400)
     models.add_argument("--json", action="store_true", help="print as JSON")
     models.set_defaults(func=_cmd_models)
+
+    data = sub.add_parser("data", help="check and prepare video data")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    check = data_sub.add_parser(
+        "check", help="probe every video (opens, counts frames, size, duration) and write a manifest of bad files"
+    )
+    check.add_argument("target", help="a video list ('path label' lines) or a folder of videos")
+    check.add_argument("--root", help="directory the list's paths are relative to")
+    check.add_argument("--out", help="manifest path (default: next to the list, or <folder>/manifest.jsonl)")
+    check.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    check.add_argument("--backend", default="pyav", choices=["pyav", "torchcodec", "decord"])
+    check.add_argument("--min-frames", type=int, default=1, help="fewer frames count as too_short")
+    check.set_defaults(func=_cmd_data_check)
+    reenc = data_sub.add_parser(
+        "reencode", help="rewrite videos to a short side (320) and keyframe interval; safe to interrupt and re-run"
+    )
+    reenc.add_argument("src", help="folder of source videos")
+    reenc.add_argument("dst", help="output folder (mirrors the source tree)")
+    reenc.add_argument("--short-side", type=int, default=320)
+    reenc.add_argument("--gop", type=int, default=None, help="keyframe interval (e.g. 16 for fast seeking)")
+    reenc.add_argument("--workers", type=int, default=None)
+    reenc.set_defaults(func=_cmd_data_reencode)
     return parser
 
 

@@ -200,8 +200,4 @@ def scan_videos(root: str | Path) -> list[Record]:
     base = Path(root)
     if not base.is_dir():
         raise VidpriorError(f"video folder {base} does not exist")
-    return [
-        Record(str(f), -1, None, f.stem)
-        for f in sorted(base.rglob("*"))
-        if f.suffix.lower() in VIDEO_SUFFIXES
-    ]
+    return [Record(str(f), -1, None, f.stem) for f in sorted(base.rglob("*")) if f.suffix.lower() in VIDEO_SUFFIXES]

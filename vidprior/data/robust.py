@@ -189,4 +189,3 @@ class RobustDataset(Dataset):
         state = self.__dict__.copy()
         state["_executor"] = None  # threads do not cross into DataLoader workers
         return state
-
