@@ -1,0 +1,1 @@
+"""Training engine: configuration, budgets, checkpoints, training and testing loops."""
