@@ -111,6 +111,75 @@ def _cmd_data_reencode(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _load_run_config(args: argparse.Namespace, task: str):
+    from vidprior.engine.config import load_config
+
+    overrides = [f"task={task}", *args.overrides]
+    return load_config(args.config, overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vidprior.engine import tasks
+    from vidprior.engine.trainer import format_summary
+
+    cfg = _load_run_config(args, args.command)
+    if args.dry_run:
+        print(tasks.dry_run(cfg))
+        return 0
+    summary = tasks.run_training(cfg, resume=args.resume, allow_config_change=args.allow_config_change)
+    from vidprior.engine.distributed import cleanup, is_main
+
+    if is_main():
+        print(format_summary(summary))
+        print(f"run folder: {cfg.out}")
+    cleanup()
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from vidprior.engine import tasks
+
+    cfg = _load_run_config(args, "test")
+    if args.dry_run:
+        print(tasks.dry_run(cfg))
+        return 0
+    metrics = tasks.run_test(cfg, weights=args.weights)
+    for k, v in metrics.items():
+        print(f"{k:<20} {v:.2f}" if isinstance(v, float) else f"{k:<20} {v}")
+    print(f"predictions: {cfg.out}/predictions.jsonl")
+    return 0
+
+
+def _cmd_budget(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vidprior.engine.budget import draw, format_table, plan
+
+    settings = ["fixed", "sota"] if args.setting == "both" else [args.setting]
+    rows = [
+        plan(
+            frames=f,
+            scratch_epochs=args.scratch_epochs,
+            video=args.dataset,
+            finetune_epochs=args.finetune_epochs,
+            setting=s,
+            pretrain_epochs=args.pretrain_epochs,
+        )
+        for s in settings
+        for f in args.frames
+    ]
+    print(format_table(rows))
+    if args.png:
+        print(f"figure: {draw(rows, Path(args.png))}")
+    return 0
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="YAML recipe (configs/...)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config values, e.g. optim.lr=0.1")
+    p.add_argument("--dry-run", action="store_true", help="check config, output folder and the first files; exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidprior",
@@ -151,6 +220,30 @@ def build_parser() -> argparse.ArgumentParser:
     reenc.add_argument("--gop", type=int, default=None, help="keyframe interval (e.g. 16 for fast seeking)")
     reenc.add_argument("--workers", type=int, default=None)
     reenc.set_defaults(func=_cmd_data_reencode)
+
+    for name, help_ in (
+        ("pretrain", "pre-train a model's 2D counterpart on images"),
+        ("finetune", "fine-tune a 3D model on video (from scratch, an image or a video checkpoint)"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        _add_run_args(p)
+        p.add_argument("--resume", help="'auto' (newest valid checkpoint in the run folder) or a checkpoint folder")
+        p.add_argument("--allow-config-change", action="store_true", help="resume even if the config differs")
+        p.set_defaults(func=_cmd_train)
+    test = sub.add_parser("test", help="multi-view test: top-1/top-5/mean-class accuracy and a predictions file")
+    _add_run_args(test)
+    test.add_argument("--weights", help="model weights (.safetensors or checkpoint) to test")
+    test.set_defaults(func=_cmd_test)
+
+    budget = sub.add_parser("budget", help="plan a fair budget: pre-training epochs that match a from-scratch run")
+    budget.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32])
+    budget.add_argument("--scratch-epochs", type=float, default=100, help="from-scratch epochs to match")
+    budget.add_argument("--finetune-epochs", type=float, default=50)
+    budget.add_argument("--pretrain-epochs", type=float, default=None, help="fix the pre-training epochs")
+    budget.add_argument("--dataset", default="k400", help="k400, ssv2 or a number of clips")
+    budget.add_argument("--setting", default="both", choices=["fixed", "sota", "both"])
+    budget.add_argument("--png", help="write the Fig. 3-style bar chart here")
+    budget.set_defaults(func=_cmd_budget)
     return parser
 
 
