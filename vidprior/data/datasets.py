@@ -47,6 +47,25 @@ def _check_file(path: str) -> None:
         raise DecodeError(path, EMPTY)
 
 
+def _open_rgb(path: str):
+    """A PIL RGB image, or DecodeError with the reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_file(path)
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DecodeError(path, DECODE_ERROR, str(e).splitlines()[0]) from None
+
+
+def _read_rgb(path: str) -> Tensor:
+    """(3, H, W) uint8 from an image file (PIL: torchvision's image decoding is deprecated since 0.29)."""
+    import numpy as np
+
+    return torch.from_numpy(np.array(_open_rgb(path))).permute(2, 0, 1)
+
+
 class VideoDataset(RobustDataset):
     """Videos decoded online: one clip per sample in training, every test view at test time.
 
@@ -144,16 +163,10 @@ class RawFrameDataset(VideoDataset):
         self.start_index = start_index
 
     def _frames(self, record: Record, indices: Sequence[int]) -> Tensor:
-        from torchvision.io import ImageReadMode, decode_image, read_file
-
         cache: dict[int, Tensor] = {}
         for i in sorted(set(indices)):
             path = str(Path(record.path) / self.template.format(i + self.start_index))
-            _check_file(path)
-            try:
-                cache[i] = decode_image(read_file(path), mode=ImageReadMode.RGB)
-            except RuntimeError as e:
-                raise DecodeError(path, DECODE_ERROR, str(e).splitlines()[0]) from None
+            cache[i] = _read_rgb(path)
         return torch.stack([cache[i] for i in indices])  # (T, C, H, W)
 
     def _load(self, index: int, rng: random.Random) -> dict[str, Any]:
@@ -191,15 +204,8 @@ class ImageDataset(RobustDataset):
         return self.records[index].path
 
     def _load(self, index: int, rng: random.Random) -> dict[str, Any]:
-        from PIL import Image, UnidentifiedImageError
-
         record = self.records[index]
-        _check_file(record.path)
-        try:
-            with Image.open(record.path) as im:
-                image = im.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DecodeError(record.path, DECODE_ERROR, str(e).splitlines()[0]) from None
+        image = _open_rgb(record.path)
         out = self.transform(image) if self.transform is not None else image
         return {"image": out, "label": record.label}
 
