@@ -133,6 +133,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(format_summary(summary))
         print(f"run folder: {cfg.out}")
     cleanup()
+    if summary.get("stopped_by") == "SIGTERM":
+        print("stopped by SIGTERM after saving a checkpoint; continue with --resume auto", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -105,7 +105,8 @@ class TrainCfg:
     ckpt_every_minutes: float | None = 30.0
     keep_last: int = 3
     max_nonfinite_steps: int = 20
-    sync_bn: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across processes (GPU only)
+    norm_eval: bool = False  # keep BatchNorm in eval mode while training (frozen statistics; mmaction2's norm_eval)
     repeated_aug: int = 1
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
 

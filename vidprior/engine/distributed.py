@@ -7,6 +7,7 @@ gloo on CPU) and train through ``DistributedDataParallel``. One process without 
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 from collections.abc import Iterator
@@ -25,14 +26,33 @@ def env_world() -> tuple[int, int, int]:
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
     """Join the process group torchrun describes (no-op for one process). Returns (rank, world_size)."""
-    _rank, world, local = env_world()
+    rank, world, local = env_world()
     if world == 1:
         return 0, 1
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend)
+        # a dead peer must not hang the others forever (torchrun restarts the group); default 30 min
+        timeout = datetime.timedelta(seconds=float(os.environ.get("VIDPRIOR_DIST_TIMEOUT_S", 1800)))
+        # After torchrun restarts the workers, the rendezvous store still holds the previous round's addresses;
+        # a per-restart key prefix keeps the new processes from connecting to dead peers.
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+        store = dist.TCPStore(
+            os.environ.get("MASTER_ADDR", "127.0.0.1"),
+            int(os.environ.get("MASTER_PORT", "29500")),
+            world_size=world,
+            is_master=rank == 0 and not agent_store,
+            timeout=timeout,
+        )
+        dist.init_process_group(
+            backend=backend,
+            store=dist.PrefixStore(f"vidprior/restart{restart}", store),
+            rank=rank,
+            world_size=world,
+            timeout=timeout,
+        )
     return dist.get_rank(), dist.get_world_size()
 
 

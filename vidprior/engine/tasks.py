@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ def prepare_run(cfg: RunCfg, *, world_size: int, records: list[Record]) -> Path:
     run = Path(cfg.out)
     try:
         run.mkdir(parents=True, exist_ok=True)
-        probe = run / ".write_test"
+        probe = run / f".write_test.{os.getpid()}"  # one per process: ranks check at the same time
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:

@@ -16,6 +16,7 @@ What it guarantees (reliability.md §4.1-4.4):
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -201,6 +202,24 @@ class Trainer:
         self.logger = MetricLogger(self.run_dir, enabled=is_main())
         self._signal: str | None = None
         self._last_ckpt_time = time.monotonic()
+        # test-only fault hooks (reliability.md §4): die by SIGKILL after a step, or make losses NaN from a step
+        self._kill_at = int(os.environ.get("VIDPRIOR_FAULT_KILL_AT_STEP", "0") or 0)
+        self._kill_once = os.environ.get("VIDPRIOR_FAULT_KILL_ONCE_FILE")  # fire only if this file does not exist
+        self._nan_from = int(os.environ.get("VIDPRIOR_FAULT_NAN_FROM_STEP", "0") or 0)
+
+    def _fault_kill(self) -> None:
+        if self.rank != 0 or (self._kill_once and Path(self._kill_once).exists()):
+            return
+        if self._kill_once:
+            Path(self._kill_once).write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.train.norm_eval:
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -217,7 +236,9 @@ class Trainer:
             "env": _env(),
         }
 
-    def save(self) -> Path | None:
+    def save(self, *, sync: bool = True) -> Path | None:
+        """Checkpoint (written by the main process; the state is the same on every process). ``sync=False`` skips
+        the barrier: on SIGTERM the other processes may already be gone."""
         path = None
         if is_main():
             path = ckpt.save_checkpoint(
@@ -228,7 +249,8 @@ class Trainer:
                 keep_last=self.cfg.train.keep_last,
             )
         self._last_ckpt_time = time.monotonic()
-        barrier()
+        if sync:
+            barrier()
         return path
 
     def resume(self, spec: str | None) -> bool:
@@ -321,6 +343,8 @@ class Trainer:
         with self._autocast():
             logits = self.net(x)
             loss = self._loss(logits.float(), y)
+        if self._nan_from and self.state.step + 1 >= self._nan_from:
+            loss = loss * float("nan")
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         finite = bool(torch.isfinite(loss.detach())) and (t.amp == "fp16" or self._grads_finite())
@@ -382,7 +406,10 @@ class Trainer:
             correct5 += hits[5]
             total += int(keep.sum())
             loss_sum += float(F.nll_loss(scores[keep].clamp_min(1e-12).log(), y[keep], reduction="sum"))
-        model.train(was)
+        if model is self.model and was:
+            self._train_mode()
+        else:
+            model.train(was)
         correct1, correct5, total, loss_sum = all_sum([correct1, correct5, total, loss_sum], self.device)
         if total == 0:
             return {}
@@ -437,8 +464,11 @@ class Trainer:
                         dynamic_ncols=True,
                         leave=False,
                     )
+                self._train_mode()
                 for batch in loader:
                     loss, finite = self.train_step(batch)
+                    if self._kill_at and self.state.step == self._kill_at:
+                        self._fault_kill()
                     self.state.batch_in_epoch += 1
                     samples = self.per_process_batch * self.world
                     self.state.images_seen += samples * self.frames
@@ -469,7 +499,7 @@ class Trainer:
                     if self._should_checkpoint():
                         self.save()
                     if self._signal is not None:
-                        self.save()
+                        self.save(sync=self._signal != "term")
                         if self._signal == "term":
                             stop = True
                             break
@@ -500,6 +530,7 @@ class Trainer:
             if old_usr1 is not None:
                 signal.signal(signal.SIGUSR1, old_usr1)
         summary = self.summary(stopped_early=stop)
+        summary["stopped_by"] = "SIGTERM" if self._signal == "term" else ("max_steps" if stop else None)
         if is_main():
             self.logger.log("summary", self.state.step, **{k: v for k, v in summary.items() if k != "history"})
             self.logger.close()
