@@ -142,12 +142,17 @@ def test_finetune_ssv2_json(data, tmp_path):
         f"data.train={s / 'train.json'}",
         f"data.val={s / 'validation.json'}",
         f"data.root={s}",
-        "optim.epochs=1",
+        "train.ema_decay=0.9",
+        "train.precise_bn_batches=2",
         f"out={tmp_path / 'ssv2'}",
     ]
     res = run("finetune", *args)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert len(_train_losses(tmp_path / "ssv2")) == CLASSES * 4 // 4
+    losses = _train_losses(tmp_path / "ssv2")
+    assert len(losses) == 2 * (CLASSES * 4 // 4)
+    assert sum(losses[3:]) < sum(losses[:3])  # loss decreasing
+    val = [json.loads(x) for x in (tmp_path / "ssv2" / "metrics.jsonl").read_text().splitlines()]
+    assert any("ema_top1" in r for r in val if r["kind"] == "val")
 
 
 def test_pretrain_then_finetune_from_the_image_checkpoint(data, tmp_path):
@@ -164,6 +169,9 @@ def test_pretrain_then_finetune_from_the_image_checkpoint(data, tmp_path):
     ]
     res = run("pretrain", *args)
     assert res.returncode == 0, res.stderr[-3000:]
+    losses = _train_losses(pre)
+    half = len(losses) // 2
+    assert len(losses) == 2 * (CLASSES * 12 // 4) and sum(losses[half:]) < sum(losses[:half])
     weights = pre / "best.safetensors"
     image_sd = load_file(str(weights))
     assert image_sd["backbone.layer3.0.conv1.conv.weight"].dim() == 4  # the 2D counterpart's checkpoint
@@ -341,3 +349,16 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(data, tmp_path):
     state = _final_state(out)
     assert state["train_state"]["step"] >= 3 and state["train_state"]["step"] % 1000 != 0
     assert "--resume auto" in err
+
+
+def test_precise_bn_recomputes_exact_statistics():
+    from vidprior.engine.trainer import recompute_bn_stats
+
+    bn = torch.nn.BatchNorm3d(3)
+    batches = [torch.randn(4, 3, 2, 5, 5) * (i + 1) + i for i in range(3)]
+    recompute_bn_stats(bn, batches, torch.device("cpu"), bn)
+    per_batch_mean = torch.stack([b.mean(dim=(0, 2, 3, 4)) for b in batches])
+    torch.testing.assert_close(bn.running_mean, per_batch_mean.mean(0))
+    per_batch_var = torch.stack([b.transpose(0, 1).flatten(1).var(1, unbiased=True) for b in batches])
+    torch.testing.assert_close(bn.running_var, per_batch_var.mean(0))
+    assert bn.momentum == 0.1  # restored
