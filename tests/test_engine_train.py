@@ -200,6 +200,7 @@ def test_sigkill_at_any_step_then_resume_is_bit_exact(data, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = _final_state(ref), _final_state(cut)
     assert a["train_state"]["step"] == b["train_state"]["step"] == 12
+    assert a["config"]["optim"]["lr"] == 0.05 and len(a["env"]["data_hash"]) == 64 and a["env"]["world_size"] == 1
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):

@@ -159,7 +159,7 @@ def macs_per_sample(model: nn.Module, shape: tuple[int, ...]) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ run folder
-def prepare_run(cfg: RunCfg, *, world_size: int, records: list[Record]) -> Path:
+def prepare_run(cfg: RunCfg, *, world_size: int, records: list[Record]) -> dict[str, Any]:
     run = Path(cfg.out)
     try:
         run.mkdir(parents=True, exist_ok=True)
@@ -168,13 +168,13 @@ def prepare_run(cfg: RunCfg, *, world_size: int, records: list[Record]) -> Path:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"out={cfg.out!r}: the run folder is not writable ({e})") from None
-    if is_main():
-        from vidprior.utils.env import environment
+    from vidprior.utils.env import environment
 
+    env = {**environment(), "world_size": world_size, "data_hash": records_hash(records), "samples": len(records)}
+    if is_main():
         save_yaml(cfg, run / "config.yaml")
-        env = {**environment(), "world_size": world_size, "data_hash": records_hash(records), "samples": len(records)}
         (run / "environment.json").write_text(json.dumps(env, indent=2))
-    return run
+    return env
 
 
 def _device() -> torch.device:
@@ -215,7 +215,7 @@ def run_training(cfg: RunCfg, *, resume: str | None = None, allow_config_change:
     else:
         train_set, records, _ = video_dataset(cfg, "train", train=True)
         val_set = video_dataset(cfg, "val", train=False)[0] if cfg.data.val else None
-    prepare_run(cfg, world_size=world, records=records)
+    run_env = prepare_run(cfg, world_size=world, records=records)
     model = build_model(cfg)
     frames = 1 if image else make_sampler(cfg.data.geometry).frames
     if image:
@@ -249,6 +249,7 @@ def run_training(cfg: RunCfg, *, resume: str | None = None, allow_config_change:
         macs_per_sample=macs_per_sample(model, shape),
         mixup=mixup,
         allow_config_change=allow_config_change,
+        run_env=run_env,
     )
     return trainer.fit(resume=resume, progress=progress)
 
@@ -264,7 +265,8 @@ def run_test(cfg: RunCfg, *, weights: str | None = None, progress: bool = True) 
     ds, records, names = video_dataset(
         cfg, split, train=False, num_clips=cfg.data.test_clips, crops=cfg.data.test_crops
     )
-    run = prepare_run(cfg, world_size=1, records=records)
+    prepare_run(cfg, world_size=1, records=records)
+    run = Path(cfg.out)
     model = build_model(cfg)
     if weights:
         from vidprior.utils.io import load_state_dict_file

@@ -153,8 +153,10 @@ class Trainer:
         mixup: Callable | None = None,
         allow_config_change: bool = False,
         num_classes: int | None = None,
+        run_env: dict[str, Any] | None = None,
     ) -> None:
         self.cfg, self.kind, self.device = cfg, kind, device
+        self.run_env = run_env or _env()
         self.rank, self.world = rank, world_size
         self.run_dir = Path(cfg.out)
         self.input_key = "video" if kind == "video" else "image"
@@ -233,7 +235,7 @@ class Trainer:
             "train_state": asdict(self.state),
             "config": to_dict(self.cfg),
             "world_size": self.world,
-            "env": _env(),
+            "env": self.run_env,  # versions, world size, data hash
         }
 
     def save(self, *, sync: bool = True) -> Path | None:
