@@ -177,6 +177,19 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    from vidprior.quickstart.report import table
+    from vidprior.quickstart.run import aggregate, run
+
+    summary = run(args.out, seeds=args.seeds, time_budget_min=args.time_budget)
+    results = [r for r in summary["results"] if r["setting"] != "pretrain"]
+    from vidprior.quickstart.run import Result
+
+    print(table(aggregate([Result(**r) for r in results])))
+    print(f"\n{summary['seeds']} seed(s) in {summary['seconds'] / 60:.1f} min; report: {args.out}/report/report.md")
+    return 0
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", help="YAML recipe (configs/...)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config values, e.g. optim.lr=0.1")
@@ -247,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--setting", default="both", choices=["fixed", "sota", "both"])
     budget.add_argument("--png", help="write the Fig. 3-style bar chart here")
     budget.set_defaults(func=_cmd_budget)
+
+    qs = sub.add_parser(
+        "quickstart", help="the paper's comparison in miniature on built-in digit videos (minutes, CPU)"
+    )
+    qs.add_argument("--out", default="quickstart", help="folder for data, runs and the report (default ./quickstart)")
+    qs.add_argument("--seeds", type=int, default=None, help="number of seeds (default: as many as fit the budget)")
+    qs.add_argument("--time-budget", type=float, default=8.0, help="minutes; more seeds run while they fit")
+    qs.set_defaults(func=_cmd_quickstart)
     return parser
 
 

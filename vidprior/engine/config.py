@@ -47,6 +47,7 @@ class DataCfg:
     test: str | None = None
     root: str | None = None
     labels: str | None = None  # SSv2 labels.json
+    video_suffix: str = ".webm"  # SSv2: videos are <root>/<id><suffix>
     classes: str | None = None  # class-name file for 'path name' lists
     template: str = "img_{:05d}.jpg"  # raw frames
     geometry: str = "8x8"  # dense "FRAMESxINTERVAL" or "segN"
@@ -54,6 +55,7 @@ class DataCfg:
     test_crops: Literal[1, 3] = 3
     crop_size: int = 224
     short_side: list[int] | int | None = 256  # training resize (a [min, max] pair jitters)
+    scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # RandomResizedCrop area range
     test_short_side: int = 256
     test_crop_size: int = 256
     hflip: bool | None = None  # None: on for Kinetics-style data, off for SSv2 (labels have direction)
@@ -304,6 +306,8 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
     need(d.workers >= 0, "data.workers", d.workers, "must be >= 0")
     need(d.test_clips >= 1, "data.test_clips", d.test_clips, "must be >= 1")
     need(0 <= d.max_bad_fraction <= 1, "data.max_bad_fraction", d.max_bad_fraction, "must be in [0, 1]")
+    scale_ok = len(d.scale) == 2 and 0 < d.scale[0] <= d.scale[1] <= 1
+    need(scale_ok, "data.scale", d.scale, "expected [min, max] in (0, 1]")
     sides = d.short_side if isinstance(d.short_side, list) else [d.short_side] if d.short_side else []
     need(
         all(s >= 1 for s in sides) and len(sides) <= 2, "data.short_side", d.short_side, "expected a size or [min, max]"

@@ -35,7 +35,7 @@ def read_records(cfg: RunCfg, split: str) -> tuple[list[Record], list[str] | Non
     if d.format == "ssv2":
         if d.labels is None:
             raise ConfigError("data.labels: the SSv2 labels.json is required for data.format='ssv2'")
-        return read_ssv2(d.labels, path, root=d.root or Path(path).parent)
+        return read_ssv2(d.labels, path, root=d.root or Path(path).parent, suffix=d.video_suffix)
     if d.format == "rawframes":
         return read_rawframe_list(path, root=d.root), None
     if d.format == "imagefolder":
@@ -65,6 +65,7 @@ def video_dataset(cfg: RunCfg, split: str, *, train: bool, num_clips: int = 1, c
         transform = video_train_transform(
             crop_size=d.crop_size,
             short_side=d.short_side,
+            scale=tuple(d.scale),
             hflip=d.hflip,
             randaugment=d.randaugment,
             dataset="ssv2" if _is_ssv2(cfg) else None,
@@ -95,7 +96,10 @@ def image_dataset(cfg: RunCfg, split: str, *, train: bool):
     records, names = read_records(cfg, split)
     if train:
         transform = image_train_transform(
-            img_size=d.crop_size, auto_augment=d.randaugment, hflip=0.5 if d.hflip is not False else 0.0
+            img_size=d.crop_size,
+            auto_augment=d.randaugment,
+            hflip=0.5 if d.hflip is not False else 0.0,
+            scale=tuple(d.scale),
         )
     else:
         transform = image_eval_transform(img_size=d.crop_size)
