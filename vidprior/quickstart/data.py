@@ -25,7 +25,7 @@ import numpy as np
 
 from vidprior.errors import VidpriorError
 
-VERSION = 1
+VERSION = 2
 DIRECTIONS = [
     ("Moving [something] from left to right", (1, 0)),
     ("Moving [something] from right to left", (-1, 0)),
@@ -42,6 +42,7 @@ class Spec:
     videos_train: int = 400
     videos_val: int = 200
     images_per_digit: int = 60  # pre-training images per class (train); 1/4 of that for val
+    distractors: int = 2  # scrambled-digit distractors in the temporal task
     seed: int = 0
 
 
@@ -106,16 +107,41 @@ def _write_video(path: Path, frames: list[np.ndarray]) -> None:
             out.mux(packet)
 
 
-def _clip(spec: Spec, sprite: np.ndarray, rng: np.random.Generator, velocity: tuple[float, float]) -> list[np.ndarray]:
-    """A digit crossing the frame at ``velocity`` (pixels per frame), starting where it stays mostly in view."""
-    canvas = _canvas(spec, rng)
-    color = rng.uniform(0.6, 1.0, size=3)
-    vx, vy = velocity
-    travel_x, travel_y = vx * (spec.frames - 1), vy * (spec.frames - 1)
+def _start(spec: Spec, velocity: tuple[float, float], rng: np.random.Generator) -> tuple[float, float]:
+    """A start position from which an object moving at ``velocity`` stays mostly in view."""
     lo, hi = -spec.sprite * 0.3, spec.size - spec.sprite * 0.7
-    x0 = rng.uniform(max(lo, lo - travel_x), min(hi, hi - travel_x)) if abs(travel_x) < hi - lo else lo
-    y0 = rng.uniform(max(lo, lo - travel_y), min(hi, hi - travel_y)) if abs(travel_y) < hi - lo else lo
-    return [_paste(canvas, sprite, x0 + vx * t, y0 + vy * t, color) for t in range(spec.frames)]
+    out = []
+    for v in velocity:
+        travel = v * (spec.frames - 1)
+        out.append(rng.uniform(max(lo, lo - travel), min(hi, hi - travel)) if abs(travel) < hi - lo else lo)
+    return out[0], out[1]
+
+
+def _clip(
+    spec: Spec, objects: list[tuple[np.ndarray, tuple[float, float]]], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Frames of ``objects`` (sprite, velocity in pixels per frame) crossing a noisy background."""
+    canvas = _canvas(spec, rng)
+    placed = [(sprite, v, _start(spec, v, rng), rng.uniform(0.6, 1.0, size=3)) for sprite, v in objects]
+    frames = []
+    for t in range(spec.frames):
+        frame = canvas
+        for sprite, (vx, vy), (x0, y0), color in placed:
+            frame = _paste(frame, sprite, x0 + vx * t, y0 + vy * t, color)
+        frames.append(frame)
+    return frames
+
+
+def _scramble(sprite: np.ndarray, rng: np.random.Generator, blocks: int = 4) -> np.ndarray:
+    """A distractor with a digit's ink and texture but no digit shape: its tiles shuffled."""
+    step = sprite.shape[0] // blocks
+    s = step * blocks
+    tiles = [sprite[i : i + step, j : j + step] for i in range(0, s, step) for j in range(0, s, step)]
+    order = rng.permutation(len(tiles))
+    rows = [np.concatenate([tiles[order[r * blocks + c]] for c in range(blocks)], axis=1) for r in range(blocks)]
+    out = np.zeros_like(sprite)
+    out[:s, :s] = np.concatenate(rows, axis=0)
+    return out
 
 
 def build(root: str | Path, spec: Spec = Spec(), *, progress: bool = True) -> Path:
@@ -180,21 +206,25 @@ def build(root: str | Path, spec: Spec = Spec(), *, progress: bool = True) -> Pa
             angle = rng.uniform(0, 2 * np.pi)
             speed = rng.uniform(0.6, 1.4)
             name = f"{split}_{k:04d}.mp4"
-            _write_video(
-                tmp / "appearance" / "videos" / name,
-                _clip(spec, sprites[i], rng, (speed * np.cos(angle), speed * np.sin(angle))),
-            )
+            velocity = (speed * np.cos(angle), speed * np.sin(angle))
+            _write_video(tmp / "appearance" / "videos" / name, _clip(spec, [(sprites[i], velocity)], rng))
             lines.append(f"videos/{name} {targets[i]}")
             tick()
             # temporal: the direction is the label; any digit
             i = int(rng.choice(groups[group]))
+            # the digit's direction is the label; look-alike distractors (scrambled digits) move in directions of
+            # their own, so a model has to find the digit before it can read the motion
             c = int(rng.integers(len(DIRECTIONS)))
             template, (dx, dy) = DIRECTIONS[c]
             speed = rng.uniform(0.8, 1.4)
+            objects = [(sprites[i], (dx * speed, dy * speed))]
+            for _ in range(spec.distractors):
+                j = int(rng.choice(groups[group]))
+                ex, ey = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))][1]
+                sp = rng.uniform(0.8, 1.4)
+                objects.append((_scramble(sprites[j], rng), (ex * sp, ey * sp)))
             vid = f"{split}{k:04d}"
-            _write_video(
-                tmp / "temporal" / "videos" / f"{vid}.mp4", _clip(spec, sprites[i], rng, (dx * speed, dy * speed))
-            )
+            _write_video(tmp / "temporal" / "videos" / f"{vid}.mp4", _clip(spec, objects, rng))
             entries.append(
                 {
                     "id": vid,
