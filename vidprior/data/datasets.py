@@ -212,8 +212,13 @@ class ImageDataset(RobustDataset):
 
 class VideoFramesDataset(RobustDataset):
     """The frames of a video data set as an image data set with the video's label (paper Table 8: pre-training
-    on Kinetics frames). Sample ``i`` is a frame of video ``i // frames_per_video``: a random one in training, the
-    centre of the ``i % frames_per_video``-th equal part otherwise. Images go through a PIL transform (timm's)."""
+    on Kinetics frames). Sample ``i`` is a frame of video ``i // frames_per_video``: a random one of the
+    ``i % frames_per_video``-th equal part of the video in training, that part's centre frame otherwise. Images go
+    through a PIL transform (timm's). ``len`` is ``len(records) * frames_per_video``.
+
+    Videos are decoded with ``backend``; with ``template`` set, records are raw-frame folders
+    (``<path>/<template.format(i + start_index)>``, frame count from the record, as :class:`RawFrameDataset`).
+    ``max_bad_fraction`` counts bad videos among the videos (not among the samples)."""
 
     def __init__(
         self,
@@ -227,9 +232,15 @@ class VideoFramesDataset(RobustDataset):
         max_bad_fraction: float = 0.01,
         decode_timeout: float | None = 60.0,
         report_path: str | Path | None = None,
+        template: str | None = None,
+        start_index: int = 1,
     ) -> None:
         if frames_per_video < 1:
             raise VidpriorError(f"frames_per_video={frames_per_video!r}: expected >= 1")
+        if template is not None:
+            missing = [r.path for r in records if r.num_frames is None]
+            if missing:
+                raise VidpriorError(f"raw-frame records need a frame count (e.g. {missing[0]}); use read_rawframe_list")
         super().__init__(
             len(records) * frames_per_video,
             seed=seed,
@@ -238,13 +249,21 @@ class VideoFramesDataset(RobustDataset):
             report_path=report_path,
         )
         self.records = list(records)
+        self.tracker.total = len(self.records)  # bad files are videos: the fraction is over the videos
         self.k = frames_per_video
         self.train = train
         self.transform = transform
         self.backend = backend
+        self.template = template
+        self.start_index = start_index
 
     def path_of(self, index: int) -> str:
         return self.records[index // self.k].path
+
+    def _frame_index(self, index: int, n: int, rng: random.Random) -> int:
+        part = index % self.k
+        lo, hi = part * n // self.k, max((part + 1) * n // self.k, part * n // self.k + 1)
+        return rng.randrange(lo, min(hi, n)) if self.train else min((lo + hi) // 2, n - 1)
 
     def _load(self, index: int, rng: random.Random) -> dict[str, Any]:
         from torchvision.transforms.functional import to_pil_image
@@ -252,13 +271,22 @@ class VideoFramesDataset(RobustDataset):
         from vidprior.data.decode import open_video
 
         record = self.records[index // self.k]
-        _check_file(record.path)
-        with open_video(record.path, backend=self.backend) as reader:
-            n = reader.info.num_frames
-            part = index % self.k
-            lo, hi = part * n // self.k, max((part + 1) * n // self.k, part * n // self.k + 1)
-            frame_index = rng.randrange(lo, min(hi, n)) if self.train else min((lo + hi) // 2, n - 1)
-            frame = reader.get_frames([frame_index])[0]  # (C, H, W) uint8
-        image = to_pil_image(frame)
+        if self.template is not None:
+            if not Path(record.path).is_dir():
+                raise DecodeError(record.path, MISSING if not Path(record.path).exists() else NOT_A_FILE)
+            n = int(record.num_frames or 0)
+            if n < 1:
+                raise DecodeError(record.path, TOO_SHORT, f"{n} frames")
+            frame_index = self._frame_index(index, n, rng)
+            image = _open_rgb(str(Path(record.path) / self.template.format(frame_index + self.start_index)))
+        else:
+            _check_file(record.path)
+            with open_video(record.path, backend=self.backend) as reader:
+                n = reader.info.num_frames
+                if n < 1:
+                    raise DecodeError(record.path, TOO_SHORT, f"{n} frames")
+                frame_index = self._frame_index(index, n, rng)
+                frame = reader.get_frames([frame_index])[0]  # (C, H, W) uint8
+            image = to_pil_image(frame)
         out = self.transform(image) if self.transform is not None else image
         return {"image": out, "label": record.label, "frame": frame_index}

@@ -64,6 +64,9 @@ class DataCfg:
     workers: int = 4
     max_bad_fraction: float = 0.01
     decode_timeout: float | None = 60.0
+    # task pretrain on a video format (list / ssv2 / rawframes; paper Table 8: pre-training on Kinetics frames):
+    # each video gives this many samples per epoch, one random frame from each of its equal parts
+    frames_per_video: int = 1
 
 
 @dataclass
@@ -72,6 +75,9 @@ class InitCfg:
     checkpoint: str | None = None
     mode: str | list[float] = "center"  # inflation: "center" (zero-init), "mean", or rates [a, b, c]
     skip: list[str] = field(default_factory=list)  # keys left at initialisation (e.g. "cls_head.*")
+    # task pretrain: the temporal slice each 3D conv gives its 2D counterpart, as an offset from the tap that meets
+    # a one-frame clip: -1, 0, 1 = the paper's t1, t2, t3 (Table 1 linear probing; 1-tap convs ignore it)
+    tap: int = 0
 
 
 @dataclass
@@ -111,6 +117,10 @@ class TrainCfg:
     norm_eval: bool = False  # keep BatchNorm in eval mode while training (frozen statistics; mmaction2's norm_eval)
     repeated_aug: int = 1
     max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
+    # fnmatch patterns of the parameter names that train (e.g. ["cls_head.*"]: a linear probe); every other
+    # parameter is frozen (no gradient, not in the optimizer) and every module whose parameters are all frozen runs
+    # in eval mode (frozen BatchNorm statistics do not drift). null: everything trains.
+    trainable: list[str] | None = None
 
 
 @dataclass
@@ -334,6 +344,38 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
         need(d.train is not None, "data.train", d.train, "a training list / folder is required")
     if cfg.init.source in ("image", "video", "official", "imagenet_resnet"):
         need(cfg.init.checkpoint is not None, "init.checkpoint", None, f"required for init.source={cfg.init.source!r}")
+    need(
+        cfg.init.tap == 0 or cfg.task == "pretrain",
+        "init.tap",
+        cfg.init.tap,
+        "selects the temporal slice of the 2D counterpart: only for task pretrain",
+    )
+    need(
+        cfg.init.tap == 0 or cfg.init.source not in ("image", "imagenet_resnet"),
+        "init.tap",
+        cfg.init.tap,
+        f"init.source={cfg.init.source!r} weights are inflated from 2D, their side slices are not learnt (the "
+        "probe of paper Table 1 takes a 3D model trained on video: init.source=video)",
+    )
+    need(
+        cfg.init.tap == 0 or not m.sts,
+        "init.tap",
+        cfg.init.tap,
+        "temporal slices of STS convs are not temporal taps (their static channels use them in space); "
+        "probe the model without STS (model.sts=false)",
+    )
+    video_format = d.format in ("list", "ssv2", "rawframes")
+    need(d.frames_per_video >= 1, "data.frames_per_video", d.frames_per_video, "must be >= 1")
+    need(
+        d.frames_per_video == 1 or (cfg.task == "pretrain" and video_format),
+        "data.frames_per_video",
+        d.frames_per_video,
+        "only for task pretrain on a video format (list, ssv2, rawframes)",
+    )
+    if t.trainable is not None:
+        need(len(t.trainable) > 0, "train.trainable", t.trainable, "an empty list would freeze every parameter")
+        bad = [p for p in t.trainable if not p.strip()]
+        need(not bad, "train.trainable", t.trainable, "empty pattern")
     if isinstance(cfg.init.mode, str):
         need(
             cfg.init.mode in ("center", "mean"),

@@ -1,7 +1,8 @@
 """Optimizer and learning-rate schedule from the configuration, on timm's pieces.
 
 * SGD with momentum (not Nesterov), weight decay optionally off for norms and biases (X3D-K400's setting), LAMB
-  (the authors' A2 image recipe) or AdamW, built with ``timm.optim.create_optimizer_v2``.
+  (the authors' A2 image recipe) or AdamW, built with ``timm.optim.create_optimizer_v2``. Only parameters with
+  ``requires_grad`` are optimised (``train.trainable`` freezes the others: no update, no weight decay, no state).
 * The learning rate is given for ``base_batch_size`` and scaled linearly to the real global batch (the paper:
   "lr 0.4 at batch 1024").
 * Cosine decay to ``min_lr`` with a linear warm-up from ``warmup_lr``, stepped every iteration
@@ -15,6 +16,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 
 from vidprior.engine.config import OptimCfg
+from vidprior.errors import VidpriorError
 
 
 def scaled_lr(cfg: OptimCfg, global_batch: int) -> float:
@@ -24,11 +26,13 @@ def scaled_lr(cfg: OptimCfg, global_batch: int) -> float:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimCfg, global_batch: int) -> torch.optim.Optimizer:
+    if not any(p.requires_grad for p in model.parameters()):
+        raise VidpriorError("the model has no trainable parameter (see train.trainable)")
     lr = scaled_lr(cfg, global_batch)
     opt = {"sgd": "momentum", "lamb": "lamb", "adamw": "adamw"}[cfg.name]
     kwargs = {"momentum": cfg.momentum} if cfg.name == "sgd" else {}
     return create_optimizer_v2(
-        model,
+        model,  # timm's parameter groups leave out parameters without requires_grad (and empty groups)
         opt=opt,
         lr=lr,
         weight_decay=cfg.weight_decay,

@@ -88,28 +88,51 @@ def video_dataset(cfg: RunCfg, split: str, *, train: bool, num_clips: int = 1, c
     return ds, records, names
 
 
+VIDEO_FORMATS = ("list", "ssv2", "rawframes")
+
+
 def image_dataset(cfg: RunCfg, split: str, *, train: bool):
-    from vidprior.data.datasets import ImageDataset
+    """The images of ``data.<split>`` for the pretrain task, through timm's image transforms.
+
+    Image formats (``imagefolder``, ``imagelist``) give one sample per image (:class:`ImageDataset`). Video formats
+    (``list``, ``ssv2``, ``rawframes``; paper Table 8: pre-training the 2D counterpart on Kinetics frames) give the
+    frames of the videos as images with the video's label (:class:`VideoFramesDataset`): in training
+    ``data.frames_per_video`` samples per video and epoch, a random frame of each equal part of the video; in
+    validation the centre frame of each video. Flips follow ``data.hflip`` (unset: off for SSv2, whose labels have
+    a direction, as for its videos)."""
+    from vidprior.data.datasets import ImageDataset, VideoFramesDataset
     from vidprior.data.image import image_eval_transform, image_train_transform
 
     d = cfg.data
     records, names = read_records(cfg, split)
     if train:
+        hflip = d.hflip if d.hflip is not None else not _is_ssv2(cfg)
         transform = image_train_transform(
             img_size=d.crop_size,
             auto_augment=d.randaugment,
-            hflip=0.5 if d.hflip is not False else 0.0,
+            hflip=0.5 if hflip else 0.0,
             scale=tuple(d.scale),
         )
     else:
         transform = image_eval_transform(img_size=d.crop_size)
-    ds = ImageDataset(
-        records,
-        transform=transform,
-        seed=cfg.train.seed,
-        max_bad_fraction=d.max_bad_fraction,
-        report_path=Path(cfg.out) / f"skipped_{split}.jsonl",
-    )
+    common: dict[str, Any] = {
+        "transform": transform,
+        "seed": cfg.train.seed,
+        "max_bad_fraction": d.max_bad_fraction,
+        "report_path": Path(cfg.out) / f"skipped_{split}.jsonl",
+    }
+    if d.format in VIDEO_FORMATS:
+        ds = VideoFramesDataset(
+            records,
+            frames_per_video=d.frames_per_video if train else 1,
+            train=train,
+            backend=d.backend,
+            decode_timeout=d.decode_timeout,
+            template=d.template if d.format == "rawframes" else None,
+            **common,
+        )
+    else:
+        ds = ImageDataset(records, **common)
     return ds, records, names
 
 
@@ -225,7 +248,7 @@ def run_training(cfg: RunCfg, *, resume: str | None = None, allow_config_change:
     if image:
         from vidprior.models import image_model
 
-        model = image_model(model)
+        model = image_model(model, tap=cfg.init.tap)  # tap != 0: a temporal side slice (Table 1 probing)
         shape: tuple[int, ...] = (1, 3, cfg.data.crop_size, cfg.data.crop_size)
     else:
         shape = (1, 3, frames, cfg.data.crop_size, cfg.data.crop_size)

@@ -12,6 +12,10 @@ What it guarantees (reliability.md §4.1-4.4):
   skipped and counted; ``max_nonfinite_steps`` in a row stop the run with the last good checkpoint kept.
 * **Budget accounting**: images seen (pre-training: images; fine-tuning: clips x frames), multiply-adds processed,
   wall time and device-hours, in every log record and the end-of-run summary.
+* **Frozen parameters** (``train.trainable``, e.g. the linear probe of paper Table 1): only parameters matching the
+  patterns get gradients and enter the optimizer (and DDP's reducer); the largest sub-modules without a trainable
+  parameter run in eval mode throughout training (:func:`frozen_modules`), so their BatchNorm statistics do not
+  drift, and precise BN leaves them alone. Checkpoints and EMA still hold the whole model.
 """
 
 from __future__ import annotations
@@ -111,27 +115,92 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ (a key the saved config lacks, added to vidprior since, counts as its default)."""
     a, b = _flatten(saved), _flatten(current)
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_SAFE_KEYS)
+    defaults = _flatten(to_dict(RunCfg()))
+    return sorted(k for k in set(a) | set(b) if a.get(k, defaults.get(k)) != b.get(k) and k not in RESUME_SAFE_KEYS)
 
 
-def recompute_bn_stats(model: nn.Module, batches, device: torch.device, forward: Callable) -> None:
-    """Precise BN: replace running statistics by their exact average over ``batches`` (train-mode forward)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+def freeze_parameters(model: nn.Module, patterns: list[str] | None) -> list[str]:
+    """``train.trainable``: parameters whose names match one of the fnmatch ``patterns`` keep ``requires_grad``,
+    all others are frozen. Returns the trainable names (all of them for ``patterns=None``). A pattern that matches
+    no parameter is a :class:`~vidprior.engine.config.ConfigError` naming it and some real names."""
+    import fnmatch
+
+    from vidprior.engine.config import ConfigError
+
+    named = list(model.named_parameters())
+    if patterns is None:
+        return [n for n, p in named if p.requires_grad]
+    names = [n for n, _ in named]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            examples = ", ".join(names[:3] + names[-2:]) if len(names) > 5 else ", ".join(names)
+            raise ConfigError(
+                f"train.trainable: pattern {pattern!r} matches no parameter of the model; its parameters are "
+                f"named like {examples}"
+            )
+    trainable = []
+    for name, p in named:
+        p.requires_grad_(any(fnmatch.fnmatchcase(name, pat) for pat in patterns))
+        if p.requires_grad:
+            trainable.append(name)
+    return trainable
+
+
+def frozen_modules(model: nn.Module) -> list[nn.Module]:
+    """The largest sub-modules whose parameters are all frozen (and that hold parameters or buffers): the trainer
+    keeps them in eval mode, so frozen BatchNorm statistics do not drift and frozen dropout / drop-path is off.
+    Parameter-free modules inside a trainable one (a head's dropout) are not among them."""
+    out: list[nn.Module] = []
+
+    def visit(m: nn.Module) -> None:
+        params = list(m.parameters())
+        if any(p.requires_grad for p in params):
+            for child in m.children():
+                visit(child)
+        elif params or any(True for _ in m.buffers()):
+            out.append(m)
+
+    visit(model)
+    return out
+
+
+def recompute_bn_stats(
+    model: nn.Module, batches, device: torch.device, forward: Callable, *, train_mode: Callable | None = None
+) -> None:
+    """Precise BN: replace running statistics by their exact average over ``batches`` (train-mode forward).
+
+    ``train_mode``: puts the model in its training mode (default ``model.train()``); only the BatchNorms it leaves
+    in training mode are recomputed (frozen ones, in eval mode, keep their statistics)."""
+    was = model.training
+    train_mode = train_mode or model.train
+    train_mode()
+    bns = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.training
+    ]
     if not bns:
+        _restore_mode(model, was, train_mode)
         return
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average = exact mean over the batches
-    was = model.training
-    model.train()
     with torch.no_grad():
         for batch in batches:
             forward(batch)
     for bn, m in zip(bns, momenta, strict=True):
         bn.momentum = m
-    model.train(was)
+    _restore_mode(model, was, train_mode)
+
+
+def _restore_mode(model: nn.Module, was_training: bool, train_mode: Callable) -> None:
+    if was_training:
+        train_mode()
+    else:
+        model.eval()
 
 
 class Trainer:
@@ -167,6 +236,7 @@ class Trainer:
         self.num_classes = num_classes or cfg.model.num_classes
         t = cfg.train
         self.per_process_batch = t.batch_size // world_size
+        self.trainable = freeze_parameters(model, t.trainable)  # before DDP and the optimizer see the model
         self.model = model.to(device)
         if t.channels_last:
             fmt = torch.channels_last_3d if kind == "video" else torch.channels_last
@@ -222,6 +292,9 @@ class Trainer:
             for m in self.model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
+        if self.cfg.train.trainable is not None:
+            for m in frozen_modules(self.model):
+                m.eval()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -435,7 +508,10 @@ class Trainer:
             if i >= n:
                 break
             batches.append(batch)
-        recompute_bn_stats(self.model, batches, self.device, lambda b: self.model(self._inputs(b)[0]))
+        # with train.trainable, frozen BatchNorms (eval mode in training) keep their statistics; otherwise every
+        # BatchNorm is recomputed, as before train.trainable existed (norm_eval included)
+        mode = self._train_mode if self.cfg.train.trainable is not None else None
+        recompute_bn_stats(self.model, batches, self.device, lambda b: self.model(self._inputs(b)[0]), train_mode=mode)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: str | None = None, progress: bool = True) -> dict[str, Any]:
@@ -595,4 +671,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-__all__ = ["NonFiniteError", "TrainState", "Trainer", "format_summary", "recompute_bn_stats"]
+__all__ = [
+    "NonFiniteError",
+    "TrainState",
+    "Trainer",
+    "format_summary",
+    "freeze_parameters",
+    "frozen_modules",
+    "recompute_bn_stats",
+]

@@ -6,6 +6,13 @@ Conv3d (and STSConv3d) becomes a Conv2d holding the temporal tap that a one-fram
 so the image model's state dict maps one to one onto the 3D model's (4-D kernels where the 3D model has 5-D ones)
 and goes back through :func:`vidprior.inflate_state_dict` with any inflation mode.
 
+``image_model(model, tap=t)`` takes, in every conv with a temporal kernel longer than 1, the slice ``t`` taps away
+from that one instead: for a 3-tap kernel ``tap = -1, 0, +1`` give the paper's t1-, t2- and t3-CNNs (§3.1,
+Table 1: linear probing of the temporal slices of a 3D model trained on video); a 5-tap kernel gives its slice at
+the same offset from its centre, and 1-tap convs keep their only tap. With ``tap != 0`` the result no longer
+computes what the 3D model computes on a one-frame clip. (Slices are meaningful for plain 3D convs; the static
+channels of an STS conv do not use their taps along time.)
+
 On an image ``(B, 3, H, W)`` it computes exactly what the 3D model (without STS) computes on the one-frame clip
 ``(B, 3, 1, H, W)``, without multiplying the zero-padded temporal taps. Forward code of vidprior's blocks is written
 for both 4-D and 5-D tensors (for example SlowFast samples its pathways only when a time axis exists).
@@ -21,7 +28,7 @@ from torch import nn
 from vidprior.errors import VidpriorError
 
 
-def _conv2d(conv: nn.Conv3d) -> nn.Conv2d:
+def _conv2d(conv: nn.Conv3d, tap: int = 0, name: str = "") -> nn.Conv2d:
     kt = conv.kernel_size[0]
     if isinstance(conv.padding, str):
         raise VidpriorError(f"cannot build the image view of a Conv3d with padding={conv.padding!r}")
@@ -30,6 +37,12 @@ def _conv2d(conv: nn.Conv3d) -> nn.Conv2d:
         raise VidpriorError(
             f"Conv3d with kernel {tuple(conv.kernel_size)}, temporal padding {pt} and stride {conv.stride[0]} does "
             "not map a one-frame clip to one frame; it has no 2D counterpart"
+        )
+    index = pt if kt == 1 else pt + tap  # a 1-tap conv has one slice whatever the tap
+    if not 0 <= index < kt:
+        raise VidpriorError(
+            f"image view with tap={tap}: {name or type(conv).__name__} has temporal kernel {kt} (one-frame tap "
+            f"{pt}), so it has no slice at offset {tap} (valid offsets {-pt}..{kt - 1 - pt})"
         )
     new = nn.Conv2d(
         conv.in_channels,
@@ -44,7 +57,7 @@ def _conv2d(conv: nn.Conv3d) -> nn.Conv2d:
         dtype=conv.weight.dtype,
     )
     with torch.no_grad():
-        new.weight.copy_(conv.weight[:, :, pt])  # the one tap that meets the frame
+        new.weight.copy_(conv.weight[:, :, index])  # the tap that meets the frame (tap=0), or `tap` taps away
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     return new
@@ -72,25 +85,30 @@ def _pool2d(pool: nn.Module) -> nn.Module:
     raise VidpriorError(f"no 2D counterpart for {type(pool).__name__}")
 
 
-def _convert(module: nn.Module) -> nn.Module:
+def _convert(module: nn.Module, tap: int = 0, name: str = "") -> nn.Module:
     if isinstance(module, nn.Conv3d):  # includes STSConv3d
-        return _conv2d(module).train(module.training)
+        return _conv2d(module, tap, name).train(module.training)
     if isinstance(module, nn.BatchNorm3d):
         return _bn2d(module).train(module.training)  # eval-mode BNs must stay in eval mode
     if isinstance(module, (nn.MaxPool3d, nn.AdaptiveAvgPool3d)):
         return _pool2d(module).train(module.training)
     if isinstance(module, (nn.AvgPool3d, nn.AdaptiveMaxPool3d, nn.ConvTranspose3d, nn.Upsample)):
         raise VidpriorError(f"no 2D counterpart for {type(module).__name__}")
-    for name, child in list(module.named_children()):
-        setattr(module, name, _convert(child))
+    for child_name, child in list(module.named_children()):
+        setattr(module, child_name, _convert(child, tap, f"{name}.{child_name}" if name else child_name))
     return module
 
 
-def image_model(model: nn.Module) -> nn.Module:
+def image_model(model: nn.Module, tap: int = 0) -> nn.Module:
     """A new module: ``model`` with every 3D layer replaced by its 2D counterpart (same names; see module doc).
 
+    ``tap``: which temporal slice each conv keeps, as an offset from the tap that meets a one-frame clip (the centre
+    for "same" padding): ``-1, 0, +1`` = the paper's t1, t2, t3 (Table 1). Convs with a 1-tap temporal kernel ignore
+    it; an offset outside some conv's kernel raises :class:`~vidprior.errors.VidpriorError` naming that conv.
     ``model`` itself is not modified. The result takes images ``(B, 3, H, W)``.
     """
-    view = _convert(copy.deepcopy(model))
+    if isinstance(tap, bool) or not isinstance(tap, int):
+        raise VidpriorError(f"tap={tap!r}: expected an integer offset (-1, 0, 1 for t1, t2, t3)")
+    view = _convert(copy.deepcopy(model), tap)
     view.is_image_view = True
     return view
