@@ -57,3 +57,40 @@ def test_generation_is_deterministic_and_cached(data, tmp_path):
     a = (again / "temporal" / "videos" / "train0003.mp4").read_bytes()
     assert a == (data / "temporal" / "videos" / "train0003.mp4").read_bytes()
     assert json.loads(stamp)["seed"] == 3
+
+
+def test_runner_compares_the_four_settings_at_equal_budget(tmp_path, monkeypatch):
+    """The real runner on a tiny set, one model: every setting runs with its own init and STS placement, (a) sees
+    as many images as (b) (pre-training + fine-tuning, to one scratch epoch), and the report holds every number."""
+    import yaml
+    from PIL import Image
+
+    from vidprior.quickstart import run as qs
+
+    tiny = Spec(sprite=20, images_per_digit=8, videos_train=32, videos_val=8, seed=3)  # 2 batches of 16 clips
+    monkeypatch.setattr(qs, "SPEC", tiny)
+    monkeypatch.setattr(qs, "PRETRAIN_EPOCHS", 2)  # the recipe warms up for one epoch
+    monkeypatch.setattr(qs, "FINETUNE_EPOCHS", 1)
+    summary = qs.run(tmp_path, seeds=1, models=["slowonly_tiny"], progress=False)
+    report = tmp_path / "report"
+    saved = json.loads((report / "results.json").read_text())
+    assert saved["table"] == summary["table"]
+    assert set(saved["table"]) == {f"slowonly_tiny/{t}/{s}" for t in ("appearance", "temporal") for s in "abcd"}
+    rows = {(r["task"], r["setting"]): r for r in saved["results"]}
+    epoch_images = tiny.videos_train * 8
+    for task in ("appearance", "temporal"):
+        a, b = rows[(task, "a")], rows[(task, "b")]
+        assert a["images_seen"] > rows[(task, "b")]["images_seen"] - rows[("images", "pretrain")]["images_seen"]
+        assert abs(a["images_seen"] - b["images_seen"]) <= epoch_images / 2 + 1
+        assert all(0.0 <= rows[(task, s)]["top1"] <= 100.0 for s in "abcd")
+        cfgs = {s: yaml.safe_load((tmp_path / rows[(task, s)]["run_dir"] / "config.yaml").read_text()) for s in "abcd"}
+        assert cfgs["a"]["init"]["source"] == "scratch" and not cfgs["a"]["model"]["sts"]
+        assert cfgs["b"]["init"]["mode"] == "center" and not cfgs["b"]["model"]["sts"]
+        assert cfgs["c"]["init"]["mode"] == "center" and cfgs["c"]["model"]["sts"]
+        assert cfgs["d"]["init"]["mode"] == "mean" and cfgs["d"]["model"]["sts"]
+        assert cfgs["b"]["init"]["checkpoint"].endswith("pretrain/best.safetensors")
+    md = (report / "report.md").read_text()
+    assert "| SlowOnly-style (3x1x1) | temporal (SSv2-like) |" in md and "## Findings" in md
+    for png in ("accuracy.png", "budget.png", "curves.png"):
+        with Image.open(report / png) as im:
+            assert im.format == "PNG" and im.size[0] > 200

@@ -137,7 +137,7 @@ def run(
             # (a) gets the same total number of images seen as (b)-(d): pre-training + fine-tuning
             scratch_epochs = max(1, round((pre_images + video_images) / (SPEC.videos_train * frames)))
             budget["scratch_epochs"] = scratch_epochs
-            init = ["init.source=image", f"init.checkpoint={weights}"]
+            init = ["init.source=image", f"init.checkpoint={weights}", f"optim.epochs={FINETUNE_EPOCHS}"]
             settings = {
                 "a": [f"optim.epochs={scratch_epochs}"],
                 "b": [*init, "init.mode=center"],
