@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import torch
 from torch import nn
 
@@ -56,3 +60,11 @@ def write_color_image(path, label: int, size: int = 32, seed: int = 0) -> None:
     img[:] = COLORS[label % len(COLORS)]
     img = np.clip(img.astype(int) + rng.integers(-30, 30, size=img.shape), 0, 255).astype(np.uint8)
     Image.fromarray(img).save(path)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m vidprior ARGS`` in a real subprocess, offline, one thread."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "vidprior", *args], capture_output=True, text=True, timeout=timeout, env=full_env
+    )

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tests._util import randomize, write_color_image, write_color_video
+from tests._util import randomize, run_cli, write_color_image, write_color_video
 from vidprior import create_model, image_model
 from vidprior.errors import VidpriorError
 
@@ -207,11 +207,7 @@ COMMON = [
 ]
 
 
-def run(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "vidprior", *args], capture_output=True, text=True, timeout=timeout, env=full_env
-    )
+run = run_cli
 
 
 @pytest.fixture(scope="module")

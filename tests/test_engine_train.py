@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests._util import write_color_image, write_color_video
+from tests._util import run_cli, write_color_image, write_color_video
 
 CLASSES = 3
 TINY = [
@@ -38,11 +38,7 @@ TINY = [
 ]
 
 
-def run(*args: str, env: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "vidprior", *args], capture_output=True, text=True, timeout=timeout, env=full_env
-    )
+run = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,9 @@ class ModelCfg:
     overrides: dict[str, Any] = field(default_factory=dict)  # builder arguments: base_channels, stage_blocks, ...
 
 
+VIDEO_FORMATS = ("list", "ssv2", "rawframes")  # data.format values that hold videos (the rest hold images)
+
+
 @dataclass
 class DataCfg:
     # "list": 'path label' lines (+ root, classes); "ssv2": official JSON (+ labels); "rawframes";
@@ -364,7 +367,7 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
         "temporal slices of STS convs are not temporal taps (their static channels use them in space); "
         "probe the model without STS (model.sts=false)",
     )
-    video_format = d.format in ("list", "ssv2", "rawframes")
+    video_format = d.format in VIDEO_FORMATS
     need(d.frames_per_video >= 1, "data.frames_per_video", d.frames_per_video, "must be >= 1")
     need(
         d.frames_per_video == 1 or (cfg.task == "pretrain" and video_format),

@@ -20,7 +20,7 @@ from torch import nn
 
 from vidprior.data.lists import Record, read_rawframe_list, read_ssv2, read_video_list, scan_image_folder
 from vidprior.data.sampling import make_sampler
-from vidprior.engine.config import ConfigError, RunCfg, check_paths, save_yaml, validate
+from vidprior.engine.config import VIDEO_FORMATS, ConfigError, RunCfg, check_paths, save_yaml, validate
 from vidprior.engine.distributed import env_world, init_distributed, is_main
 from vidprior.errors import VidpriorError
 
@@ -86,9 +86,6 @@ def video_dataset(cfg: RunCfg, split: str, *, train: bool, num_clips: int = 1, c
     else:
         ds = VideoDataset(records, backend=d.backend, decode_timeout=d.decode_timeout, **kw)
     return ds, records, names
-
-
-VIDEO_FORMATS = ("list", "ssv2", "rawframes")
 
 
 def image_dataset(cfg: RunCfg, split: str, *, train: bool):
