@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from vidprior.engine import tasks
-from vidprior.engine.config import load_config
+from vidprior.engine.config import PACKAGED_RECIPES, load_config
 from vidprior.quickstart.data import Spec, build
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "quickstart"
+CONFIGS = PACKAGED_RECIPES / "quickstart"
 MODELS = {"slowonly_tiny": "SlowOnly-style (3x1x1)", "csn_tiny": "CSN-style (depthwise 3x3x3)"}
 TASKS = {"appearance": "appearance (Kinetics-like)", "temporal": "temporal (SSv2-like)"}
 SETTINGS = {
