@@ -179,7 +179,7 @@ def test_recipes():
     assert (probe.task, probe.init.source, probe.train.trainable, probe.optim.epochs) == (
         "pretrain",
         "video",
-        ["cls_head.*"],
+        ["cls_head.fc_cls.*"],
         100,
     )
     assert probe.model.num_classes == 1000 and probe.train.mixup == 0 and probe.data.randaugment is None

@@ -142,6 +142,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_test(args: argparse.Namespace) -> int:
     from vidprior.engine import tasks
 
+    if args.weights:  # the model is built empty and takes every tensor from --weights: init.* is not used
+        args.overrides = [*args.overrides, "init.source=scratch", "init.checkpoint=null"]
     cfg = _load_run_config(args, "test")
     if args.dry_run:
         print(tasks.dry_run(cfg))
