@@ -242,6 +242,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, int) and ":" in raw:  # a ratio such as 1:2 (YAML 1.1 reads it as the base-60 number 62)
+            value = raw.strip()
         _set(tree, key.strip(), value)
     return tree
 
