@@ -118,7 +118,6 @@ def _data_overrides(argv: list[str], data: dict[str, Path]) -> list[str]:
     base = data["base"]
     if cfg.data.format == "imagefolder":
         return [f"data.train={base / 'images/train'}", f"data.val={base / 'images/val'}", "data.workers=0"]
-    test = [] if cfg.data.test is None and task != "test" else [f"data.test={{}}"]
     if cfg.data.format == "ssv2":
         split = base / "ssv2.json"
         extra = [f"data.labels={base / 'labels.json'}", "data.video_suffix=.mp4"]
@@ -130,7 +129,7 @@ def _data_overrides(argv: list[str], data: dict[str, Path]) -> list[str]:
         f"data.val={split}",
         f"data.root={data['videos']}",
         *extra,
-        *[t.format(split) for t in test],
+        *([f"data.test={split}"] if task == "test" or cfg.data.test is not None else []),
         "data.workers=0",
     ]
 
