@@ -172,3 +172,12 @@ def test_table1_probe_trains_one_linear_layer(recipe, model, head):
     trainable = freeze_parameters(image, cfg.train.trainable)
     assert trainable == [f"{head}.weight", f"{head}.bias"]
     assert cfg.init.skip == [f"{head}.*"] and cfg.model.sts is False and cfg.optim.weight_decay == 0
+
+
+def test_a_ratio_on_the_command_line_stays_a_ratio():
+    """``model.static_ratio=1:2`` (Table 10) must not become YAML 1.1's base-60 number 62."""
+    cfg = load_config(CONFIG_DIR / "pretrain/sgd_100ep.yaml", ["model.static_ratio=1:2", "model.sts=true"])
+    assert cfg.model.static_ratio == "1:2"
+    from vidprior.layers.sts import parse_static_ratio
+
+    assert parse_static_ratio(cfg.model.static_ratio) == pytest.approx(1 / 3)
