@@ -184,18 +184,17 @@ def test_documented_budget_commands_print_the_claimed_ratio(argv, comment, tmp_p
         assert (tmp_path / png).stat().st_size > 0
 
 
-def test_table6_chain_runs_for_one_epoch(data):
+def test_table6_chain_runs_for_one_epoch(data, monkeypatch, capsys):
     """The documented pre-training and fine-tuning commands of Table 6 (ResNet50-3x3x3 with STS), one epoch each on
     the fixtures, the fine-tuning starting from the checkpoint the pre-training wrote."""
     by_out = {_value(a, "out"): a for a, _ in RUNS}
     work = data["base"] / "real"
     work.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    monkeypatch.chdir(work)
     for out in REAL_CHAIN:
         argv = by_out[out]
-        cmd = [sys.executable, "-m", "vidprior", *argv, *_data_overrides(argv, data), *SMOKE]
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600, env=env)
-        assert proc.returncode == 0, f"`vidprior {' '.join(argv)}` failed:\n{proc.stderr[-3000:]}"
+        rc = main([*argv, *_data_overrides(argv, data), *SMOKE])
+        assert rc == 0, f"`vidprior {' '.join(argv)}` failed: {capsys.readouterr().err[-3000:]}"
         assert (work / out / "best.safetensors").stat().st_size > 1_000_000  # full-size weights, not a stand-in
     from safetensors.torch import load_file
 
@@ -203,6 +202,22 @@ def test_table6_chain_runs_for_one_epoch(data):
     config = (work / REAL_CHAIN[1] / "config.yaml").read_text()
     assert f"{REAL_CHAIN[0]}/best.safetensors" in config and "source: image" in config
     assert any(k.startswith("backbone.") for k in pre)
+
+
+def test_a_documented_test_command_runs_as_typed(data):
+    """One documented command through the real entry point (a subprocess, options and overrides in the document's
+    order), from a folder with no configs/ of its own."""
+    argv = next(a for a, _ in RUNS if a[0] == "test")
+    work = data["base"] / "subprocess"
+    work.mkdir()
+    start = work / _starts_from(argv)
+    start.parent.mkdir(parents=True)
+    start.write_bytes(b"")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "vidprior", *argv, *_data_overrides(argv, data), "--dry-run"]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "dry run ok" in proc.stdout and (work / _value(argv, "out") / "config.yaml").is_file()
 
 
 def _config(argv: list[str]):
