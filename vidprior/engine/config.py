@@ -380,7 +380,13 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
     if cfg.task in ("pretrain", "finetune"):
         need(d.train is not None, "data.train", d.train, "a training list / folder is required")
     if cfg.init.source in ("image", "video", "official", "imagenet_resnet"):
-        need(cfg.init.checkpoint is not None, "init.checkpoint", None, f"required for init.source={cfg.init.source!r}")
+        need(
+            cfg.init.checkpoint is not None,
+            "init.checkpoint",
+            None,
+            f"required for init.source={cfg.init.source!r}: give the weights file (e.g. init.checkpoint=<your "
+            "pre-training run>/best.safetensors) or start from scratch with init.source=scratch",
+        )
     need(
         cfg.init.tap == 0 or cfg.task == "pretrain",
         "init.tap",
