@@ -181,3 +181,23 @@ def test_a_ratio_on_the_command_line_stays_a_ratio():
     from vidprior.layers.sts import parse_static_ratio
 
     assert parse_static_ratio(cfg.model.static_ratio) == pytest.approx(1 / 3)
+
+
+def test_x3d_probe_loads_fc1_from_the_video_model_and_leaves_the_classifier_new(tmp_path):
+    """Table 1 for X3D-S, on the tiny X3D: fc1 comes from the K400 checkpoint (and is frozen by the recipe), the
+    1000-way classifier is new."""
+    from safetensors.torch import save_file
+
+    from vidprior.engine.tasks import build_model
+
+    video = vidprior.create_model("x3d_tiny", num_classes=400)
+    save_file({k: v.contiguous() for k, v in video.state_dict().items()}, str(tmp_path / "k400.safetensors"))
+    cfg = load_config(
+        CONFIG_DIR / "probe/linear_probe_imagenet_x3d_s.yaml",
+        ["model.name=x3d_tiny", f"init.checkpoint={tmp_path / 'k400.safetensors'}"],
+    )
+    probe = build_model(cfg)
+    assert torch.equal(probe.cls_head.fc1.weight, video.cls_head.fc1.weight)
+    assert probe.cls_head.fc2.weight.shape[0] == 1000
+    conv = next(n for n, _ in video.named_parameters() if n.startswith("backbone.") and n.endswith("conv.weight"))
+    assert torch.equal(probe.get_parameter(conv), video.get_parameter(conv))
