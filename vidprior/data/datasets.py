@@ -102,10 +102,10 @@ class VideoDataset(RobustDataset):
             decode_timeout=decode_timeout,
             report_path=report_path,
         )
-        from vidprior.data.decode import BACKENDS
+        from vidprior.data.backends import backend_names
 
-        if backend not in BACKENDS:
-            raise VidpriorError(f"backend={backend!r}: expected one of {BACKENDS}")
+        if backend not in backend_names():
+            raise VidpriorError(f"backend={backend!r}: expected one of {backend_names()}")
         self.records = list(records)
         self.sampler = sampler
         self.train = train
