@@ -13,6 +13,7 @@ import time
 import pytest
 from torch.utils.data import DataLoader
 
+from tests._util import run_cli
 from tests.video_fixtures import corrupt_files, write_video
 from vidprior.data import backends
 from vidprior.data.datasets import VideoDataset
@@ -186,3 +187,33 @@ def test_unknown_backend_names_the_registered_ones(media, crashy_backend):
     _, good, _ = media
     with pytest.raises(VidpriorError, match="crashy"):
         VideoDataset([Record(str(good[0]), 0)], sampler=DenseSampler(2, 1), train=True, backend="nope")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_cli_stops_with_one_line_at_the_same_count(media, tmp_path, workers):
+    """Through ``vidprior finetune``: 3 of 20 training files bad with a 10 % limit (2 allowed) stops the run with
+    exit 2 and one line naming the count, whatever the number of workers."""
+    _, good, _ = media
+    lines = [f"{good[i % 3]} {i % 2}" for i in range(20)]
+    for k in (4, 11, 17):
+        lines[k] = f"{tmp_path / f'gone{k}.mp4'} 0"
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    result = run_cli(
+        "finetune",
+        "model.name=slowonly_tiny",
+        "model.num_classes=2",
+        "data.geometry=2x1",
+        "data.crop_size=32",
+        "data.short_side=32",
+        f"data.workers={workers}",
+        "data.max_bad_fraction=0.1",
+        "train.batch_size=4",
+        "optim.epochs=1",
+        "optim.warmup_epochs=0",
+        f"data.train={tmp_path / 'train.txt'}",
+        f"out={tmp_path / 'run'}",
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [x for x in result.stderr.splitlines() if "files are bad" in x]
+    assert len(errors) == 1 and "3 of 20 files are bad" in errors[0]
+    assert "Traceback" not in result.stderr and "Caught" not in result.stderr
