@@ -120,9 +120,10 @@ class ThreeCrop(nn.Module):
 
     mmaction2's ``ThreeCrop`` (the paper's test protocol: short side 256, three 256 crops; docs/method.md,
     "Test protocol") generalised to crops smaller than the short side (centred on the short axis). Differences from
-    mmaction2: the order is left/centre/right (mmaction2: left/right/centre; the views are averaged, so it does not matter) and the
-    last crop ends exactly at the border (mmaction2 starts it at ``2 * ((W - size) // 2)``, one pixel short when
-    ``W - size`` is odd). A square frame is cut along the width. Input (..., T, C, H, W); output (3, ..., T, C, size,
+    mmaction2: the order is left/centre/right (mmaction2: left/right/centre; the views are averaged, so it does not
+    matter) and the last crop ends exactly at the border (mmaction2 starts it at ``2 * ((W - size) // 2)``, one
+    pixel short when ``W - size`` is odd). A square frame is cut along the width. Input (..., T, C, H, W); output
+    (3, ..., T, C, size,
     size), a plain tensor.
     """
 
