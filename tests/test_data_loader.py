@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from tests._util import run_cli
 from tests.video_fixtures import corrupt_files, write_video
@@ -90,6 +90,27 @@ def test_worker_errors_reach_the_main_process_as_one_line(tmp_path):
     text = str(info.value)
     assert text.startswith("50 samples in a row failed to load") and "\n" not in text
     assert "Caught" not in text and "Traceback" not in text and "worker process" not in text
+
+
+class _Raises(Dataset):
+    """Not a robust dataset: index 2 raises a DecodeError (which cannot be rebuilt from the DataLoader's message)."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        if i == 2:
+            raise DecodeError("/data/clip 2.mp4", "truncated", "the moov box ends at byte 90")
+        return i
+
+
+def test_a_decode_error_from_a_worker_keeps_its_class_and_fields():
+    with pytest.raises(DecodeError) as info:
+        for _ in checked_loader(DataLoader(_Raises(), batch_size=1, num_workers=1)):
+            pass
+    e = info.value
+    assert (e.path, e.reason, e.detail) == ("/data/clip 2.mp4", "truncated", "the moov box ends at byte 90")
+    assert str(e) == "/data/clip 2.mp4: truncated (the moov box ends at byte 90)"
 
 
 @pytest.fixture

@@ -154,9 +154,9 @@ class CheckedLoader:
                     self.budget.update(batch)
                 yield batch
         finally:
+            del it  # shuts its workers down (before PyTorch's SIGCHLD handler comes back)
             if previous is not None:
                 signal.signal(signal.SIGCHLD, previous)
-            del it  # shuts its workers down
 
     def _crashed(self, error: RuntimeError, inflight: str | None) -> None:
         m = _DEAD.search(str(error))
