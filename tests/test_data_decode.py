@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tests.video_fixtures import barcode_frame, corrupt_files, read_index, write_video
-from vidprior.data import decode
+from vidprior.data import backends
 from vidprior.data.decode import (
     BACKENDS,
     BackendUnavailableError,
@@ -300,7 +300,7 @@ def test_backend_names_and_missing_backends(videos, monkeypatch):
     assert available_backends()[0] == "pyav"
     with pytest.raises(VidpriorError, match="did you mean 'decord'"):
         open_video(path, backend="decrod")
-    monkeypatch.setattr(decode, "_backend_error", lambda b: None if b == "pyav" else "ImportError: not installed")
+    monkeypatch.setattr(backends, "_backend_error", lambda b: None if b == "pyav" else "ImportError: not installed")
     for backend, package in [("decord", "pip install decord"), ("torchcodec", "pip install torchcodec")]:
         with pytest.raises(BackendUnavailableError, match=package):
             open_video(path, backend=backend)

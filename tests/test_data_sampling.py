@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from vidprior.data.sampling import GEOMETRIES, DenseSampler, SegmentSampler, make_sampler
+from vidprior.data.sampling import DenseSampler, SegmentSampler, make_sampler
 from vidprior.errors import VidpriorError
 
 
@@ -81,7 +81,7 @@ def test_segments_one_frame_per_part(num_segments, num_frames):
 
 
 def test_geometries_and_errors():
-    assert GEOMETRIES["8x8"] == DenseSampler(8, 8) and GEOMETRIES["seg32"] == SegmentSampler(32)
+    assert make_sampler("8x8") == DenseSampler(8, 8) and make_sampler("seg32") == SegmentSampler(32)
     assert make_sampler("13x6", num_clips=10) == DenseSampler(13, 6, 10)
     assert make_sampler("seg8") == SegmentSampler(8)
     for bad in ["8by8", "x8", "segx"]:

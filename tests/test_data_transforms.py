@@ -1,4 +1,4 @@
-"""Video transforms: one set of random parameters per clip, model layout, normalisation, three-crop, presets."""
+"""Video transforms: one set of random parameters per clip, model layout, normalisation, three-crop, flip policy."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from torchvision.transforms import v2
 from vidprior.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    VIDEO_PRESETS,
     RandAugmentMstd,
     RandomShortSideResize,
     ThreeCrop,
+    default_hflip,
     parse_randaugment,
     video_eval_transform,
-    video_preset,
     video_train_transform,
 )
 from vidprior.errors import VidpriorError
@@ -77,7 +76,7 @@ def test_plain_uint8_tensor_is_accepted():
 
 def test_normalisation_values():
     # constant frames with known channel values: the output is (v / 255 - mean) / std, which is also the official
-    # configs' (v - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375] on 0-255 (official-code.md §4b)
+    # configs' (v - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375] on 0-255 (docs/method.md, "Recipes")
     values = torch.tensor([0.0, 128.0, 255.0])
     frames = values.view(1, 3, 1, 1).expand(T, 3, H, W)
     expected = ((values / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)).view(3, 1, 1, 1)
@@ -268,38 +267,26 @@ def test_ssv2_has_no_flip_by_default_and_warns_when_turned_on():
     assert _has_flip(t)  # the user's choice is honoured, with the warning
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# presets
-
-
-PRESET_SHAPES = {
-    "k400_train": (3, 2, 224, 224),
-    "k400_val": (3, 2, 224, 224),
-    "k400_test": (3, 3, 2, 256, 256),
-    "x3d_k400_train": (3, 2, 160, 160),
-    "x3d_k400_val": (3, 2, 160, 160),
-    "x3d_k400_test": (3, 3, 2, 192, 192),
-    "ssv2_train": (3, 2, 224, 224),
-    "ssv2_val": (3, 2, 224, 224),
-    "ssv2_test": (3, 3, 2, 256, 256),
-}
-PRESET_SHORT_SIDE = {name: 192 if name.startswith("x3d") else 256 for name in PRESET_SHAPES}
-
-
-def test_presets_give_the_papers_sizes():
-    assert set(VIDEO_PRESETS) == set(PRESET_SHAPES)
-    clip = _random_video(t=2, h=260, w=340)
-    for name, shape in PRESET_SHAPES.items():
-        t = video_preset(name)
-        assert t(clip).shape == shape, name
-        (resize,) = [s for s in _steps(t) if isinstance(s, v2.Resize)]
-        assert resize.size == [PRESET_SHORT_SIDE[name]], name  # fixed short side, no jitter (§4b)
-        if name.endswith("_train"):
-            (rrc,) = [s for s in _steps(t) if isinstance(s, v2.RandomResizedCrop)]
-            assert rrc.scale == (0.08, 1.0) and rrc.ratio == pytest.approx((3 / 4, 4 / 3))
-            assert _has_flip(t) == (not name.startswith("ssv2")), name
-    with pytest.raises(VidpriorError, match="k400_test"):
-        video_preset("k400_tset")
+@pytest.mark.parametrize(
+    ("name", "flip"),
+    [
+        ("ssv2", False),
+        ("SSv2", False),
+        ("sth-v2", False),
+        ("jester", False),
+        ("ssv1", False),
+        ("list", True),
+        ("k400", True),
+        ("rawframes", True),
+        ("imagefolder", True),
+        (None, True),
+    ],
+)
+def test_default_hflip_is_the_one_flip_policy(name, flip):
+    assert default_hflip(name) is flip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _has_flip(video_train_transform(dataset=name)) is flip  # the transform's default is that policy
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -284,3 +284,64 @@ def corrupt_files(directory: str | os.PathLike) -> dict[Path, str]:
     p.mkdir(exist_ok=True)
     out[p] = NOT_A_FILE
     return out
+
+
+def write_trimmed_mp4(src: str | os.PathLike, dst: str | os.PathLike, start_frame: int) -> Path:
+    """Cut ``src`` (an mp4) at frame ``start_frame`` by stream copy, as ``ffmpeg -ss T -i src -c copy dst`` does:
+    the packets from the keyframe before the cut on are copied unchanged and re-timed so that the cut frame is at
+    time 0; the muxer then writes an edit list, and the packets before the cut (the keyframe included) are in the
+    file but flagged "discard" when read back."""
+    dst = Path(dst)
+    with av.open(str(src)) as ic:
+        stream = ic.streams.video[0]
+        packets = [p for p in ic.demux(stream) if p.size]
+        order = sorted(p.pts for p in packets)
+        cut = order[start_frame]
+        keyframe = max(p.pts for p in packets if p.is_keyframe and p.pts <= cut)
+        with av.open(str(dst), "w") as oc:
+            out = oc.add_stream_from_template(stream)
+            started = False
+            for p in packets:  # decode order
+                started = started or (p.is_keyframe and p.pts == keyframe)
+                if started:
+                    p.pts -= cut
+                    p.dts -= cut
+                    p.stream = out
+                    oc.mux(p)
+    return dst
+
+
+def write_duplicate_pts_mkv(dst: str | os.PathLike, num_frames: int = 40) -> Path:
+    """A Matroska file whose frames come in pairs that share one timestamp (``i // 2`` frame periods), as when a
+    muxer's time base is too coarse for the frame rate. Sequential decoding gives all ``num_frames`` barcode frames in
+    order."""
+    dst = Path(dst)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = write_video(Path(tmp) / "src.mkv", num_frames, gop=10, bframes=False)
+        with av.open(str(src)) as ic:
+            stream = ic.streams.video[0]
+            packets = [p for p in ic.demux(stream) if p.size]
+            with av.open(str(dst), "w") as oc:
+                out = oc.add_stream_from_template(stream)
+                for i, p in enumerate(packets):
+                    p.stream = out
+                    p.time_base = Fraction(1, 1000)
+                    p.pts = p.dts = (i // 2) * 80
+                    p.duration = 40
+                    oc.mux(p)
+    return dst
+
+
+def sequential_indices(path: str | os.PathLike) -> list[int]:
+    """The barcode index of every frame of a plain sequential PyAV decode (the reference for frame-exactness)."""
+    with av.open(str(path)) as c:
+        return [read_index(f.to_ndarray(format="rgb24").transpose(2, 0, 1)) for f in c.decode(video=0)]
+
+
+def write_image(path: str | os.PathLike, fmt: str) -> Path:
+    """A small real image (``fmt`` "PNG" or "JPEG") at ``path``, whatever its suffix."""
+    from PIL import Image
+
+    path = Path(path)
+    Image.fromarray(barcode_frame(3, 64, 48)).save(path, format=fmt)
+    return path

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from torchvision import tv_tensors
 
-from vidprior.data.errors import DECODE_ERROR, EMPTY, MISSING, NOT_A_FILE, TOO_SHORT, DecodeError
+from vidprior.data.containers import check_file
+from vidprior.data.errors import DECODE_ERROR, MISSING, NOT_A_FILE, TOO_SHORT, DecodeError
 from vidprior.data.lists import Record
 from vidprior.data.robust import RobustDataset
 from vidprior.data.sampling import DenseSampler, SegmentSampler
@@ -37,21 +38,11 @@ def _label(record: Record, num_classes: int | None) -> int | Tensor:
     return record.label
 
 
-def _check_file(path: str) -> None:
-    p = Path(path)
-    if not p.exists():
-        raise DecodeError(path, MISSING)
-    if not p.is_file():
-        raise DecodeError(path, NOT_A_FILE)
-    if p.stat().st_size == 0:
-        raise DecodeError(path, EMPTY)
-
-
 def _open_rgb(path: str):
     """A PIL RGB image, or DecodeError with the reason."""
     from PIL import Image, UnidentifiedImageError
 
-    _check_file(path)
+    check_file(path)
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
@@ -102,10 +93,10 @@ class VideoDataset(RobustDataset):
             decode_timeout=decode_timeout,
             report_path=report_path,
         )
-        from vidprior.data.decode import BACKENDS
+        from vidprior.data.backends import backend_names
 
-        if backend not in BACKENDS:
-            raise VidpriorError(f"backend={backend!r}: expected one of {BACKENDS}")
+        if backend not in backend_names():
+            raise VidpriorError(f"backend={backend!r}: expected one of {backend_names()}")
         self.records = list(records)
         self.sampler = sampler
         self.train = train
@@ -128,7 +119,6 @@ class VideoDataset(RobustDataset):
         from vidprior.data.decode import open_video
 
         record = self.records[index]
-        _check_file(record.path)
         with open_video(record.path, backend=self.backend, num_threads=self.num_threads) as reader:
             n = reader.info.num_frames
             if n < self.min_frames:
@@ -280,7 +270,6 @@ class VideoFramesDataset(RobustDataset):
             frame_index = self._frame_index(index, n, rng)
             image = _open_rgb(str(Path(record.path) / self.template.format(frame_index + self.start_index)))
         else:
-            _check_file(record.path)
             with open_video(record.path, backend=self.backend) as reader:
                 n = reader.info.num_frames
                 if n < 1:

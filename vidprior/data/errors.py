@@ -13,7 +13,8 @@ TRUNCATED = "truncated"  # the file ends before its frames do (header present, d
 DECODE_ERROR = "decode_error"  # the decoder failed on the data
 TOO_SHORT = "too_short"  # fewer frames than the dataset's minimum
 TIMEOUT = "timeout"  # decoding took longer than the per-sample limit
-REASONS = (MISSING, NOT_A_FILE, EMPTY, NO_VIDEO_STREAM, TRUNCATED, DECODE_ERROR, TOO_SHORT, TIMEOUT)
+CRASHED = "crashed"  # the decoder killed the DataLoader worker process reading the file (e.g. a segfault)
+REASONS = (MISSING, NOT_A_FILE, EMPTY, NO_VIDEO_STREAM, TRUNCATED, DECODE_ERROR, TOO_SHORT, TIMEOUT, CRASHED)
 
 
 class DecodeError(VidpriorError):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from vidprior.errors import VidpriorError
 
+#: What a folder scan takes as a video (compared lower-case): ``data check``, ``data reencode`` and :func:`scan_videos`.
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".JPEG")
 

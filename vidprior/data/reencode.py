@@ -32,9 +32,9 @@ from pathlib import Path
 
 from vidprior.data.decode import VideoInfo, open_container, precheck, probe, video_stream
 from vidprior.data.errors import DECODE_ERROR, TRUNCATED, DecodeError
+from vidprior.data.lists import VIDEO_SUFFIXES
 from vidprior.errors import VidpriorError
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 #: Which containers each encoder may be written to, and the default suffix when the source's cannot hold it.
 CONTAINERS = {
     "libx264": ((".mp4", ".mkv", ".mov", ".m4v"), ".mp4"),

@@ -3,7 +3,7 @@
 Pure functions of the frame count and a ``random.Random``: the loader derives that generator from
 ``(seed, epoch, index)``, so an epoch's clips are reproducible and a resumed run sees the same data.
 
-* Dense (official-code.md §5, mmaction2 ``SampleFrames``): ``clip_len`` frames ``interval`` apart. Training: one
+* Dense (mmaction2 ``SampleFrames``; docs/method.md, "Recipes"): ``clip_len`` frames ``interval`` apart. Training: one
   window from a uniformly random start. Test: ``num_clips`` windows centred in equal parts of the video.
 * Segment (TSN): the video is cut into ``num_segments`` equal parts. Training: one random frame per part. Test:
   the centre frame of every part.
@@ -116,20 +116,11 @@ def _check(num_frames: int) -> None:
 
 Sampler = DenseSampler | SegmentSampler
 
-# The paper's clip geometries (official-code.md §4b): dense "frames x interval", SS-V2 segments.
-GEOMETRIES: dict[str, Sampler] = {
-    "8x8": DenseSampler(8, 8),
-    "32x2": DenseSampler(32, 2),
-    "13x6": DenseSampler(13, 6),
-    "4x12": DenseSampler(4, 12),
-    "16x5": DenseSampler(16, 5),
-    "seg8": SegmentSampler(8),
-    "seg32": SegmentSampler(32),
-}
-
 
 def make_sampler(geometry: str, *, num_clips: int = 1, short: ShortPolicy = "loop") -> Sampler:
-    """A sampler from a geometry name: ``"8x8"`` (frames x interval, any numbers) or ``"seg8"`` (segments)."""
+    """A sampler from a geometry name: ``"8x8"`` (frames x interval, any numbers) or ``"seg8"`` (segments). The
+    paper's geometries are ``8x8``, ``32x2``, ``13x6`` (X3D-S), ``4x12``, ``16x5`` and ``seg8`` / ``seg32`` for SSv2
+    (docs/method.md, "Recipes")."""
     g = geometry.strip().lower()
     try:
         if g.startswith("seg"):

@@ -3,7 +3,7 @@
 Input: a ``tv_tensors.Video`` (or a plain tensor) of layout (T, C, H, W), dtype uint8, as the decoders return it.
 Output: float32 (C, T, H, W) for the model (three-crop test views: (3, C, T, H, W)), normalised with the ImageNet
 mean/std. That equals the fine-tuning configs' RGB mean [123.675, 116.28, 103.53] / std [58.395, 57.12, 57.375] on
-0-255 values (official-code.md §4b), which is also the image pre-training normalisation.
+0-255 values (docs/method.md, "Recipes"), which is also the image pre-training normalisation.
 
 torchvision v2 draws the random parameters once per call and applies them to every frame of a ``Video`` (same crop,
 flip and RandAugment ops on all frames). Only what torchvision lacks is hand-written here:
@@ -15,7 +15,8 @@ flip and RandAugment ops on all frames). Only what torchvision lacks is hand-wri
 * :class:`RandAugmentMstd`: timm's per-op magnitude noise (``mstd``) around ``v2.RandAugment``.
 * :class:`VideoToCTHW`: the one layout conversion (T, C, H, W) -> (C, T, H, W).
 
-The paper's settings are the presets at the end (:data:`VIDEO_PRESETS`).
+The paper's settings (crop and short-side sizes per model and data set) are the recipes' (docs/method.md,
+"Recipes"); :func:`default_hflip` is the one place that decides whether a data set is flipped by default.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,31 +40,35 @@ IMAGENET_STD = (0.229, 0.224, 0.225)  # = (58.395, 57.12, 57.375) / 255
 # RandAugment's fill for geometric ops on uint8 frames: the mean colour, as timm (``img_mean`` in create_transform)
 _FILL_UINT8 = [round(255 * m) for m in IMAGENET_MEAN]
 
-# datasets whose labels name a left/right direction: a horizontal flip turns a clip into another class
-_DIRECTIONAL = {"ssv2": "ssv2", "sthv2": "ssv2", "somethingsomethingv2": "ssv2", "ssv1": "ssv1", "jester": "jester"}
+#: Data sets (and data formats) whose labels name a left/right direction: a horizontal flip turns a clip into another
+#: class. Names are compared lower-case without "-", "_" and spaces.
+DIRECTIONAL_DATASETS = frozenset({"ssv2", "sthv2", "somethingsomethingv2", "ssv1", "sthv1", "jester"})
+
+
+def _directional(name: str | None) -> bool:
+    return name is not None and re.sub(r"[-_ ]", "", name.lower()) in DIRECTIONAL_DATASETS
+
+
+def default_hflip(dataset: str | None) -> bool:
+    """Whether training flips clips of this data set (or data format, e.g. ``"ssv2"``) horizontally by default: yes,
+    unless its labels name a direction (Something-Something v1/v2, Jester), where the authors' SSv2 recipes do not
+    flip (docs/method.md, "Recipes"). ``None``: yes."""
+    return not _directional(dataset)
+
 
 __all__ = [
+    "DIRECTIONAL_DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "VIDEO_PRESETS",
     "RandAugmentMstd",
     "RandAugmentSpec",
     "RandomShortSideResize",
     "ThreeCrop",
     "VideoToCTHW",
-    "k400_test",
-    "k400_train",
-    "k400_val",
+    "default_hflip",
     "parse_randaugment",
-    "ssv2_test",
-    "ssv2_train",
-    "ssv2_val",
     "video_eval_transform",
-    "video_preset",
     "video_train_transform",
-    "x3d_k400_test",
-    "x3d_k400_train",
-    "x3d_k400_val",
 ]
 
 
@@ -114,11 +118,12 @@ class RandomShortSideResize(nn.Module):
 class ThreeCrop(nn.Module):
     """Three ``size`` x ``size`` crops along the longer side: left, centre, right (or top, centre, bottom).
 
-    mmaction2's ``ThreeCrop`` (the paper's test protocol: short side 256, three 256 crops, official-code.md §4c)
-    generalised to crops smaller than the short side (centred on the short axis). Differences from mmaction2: the
-    order is left/centre/right (mmaction2: left/right/centre; the views are averaged, so it does not matter) and the
-    last crop ends exactly at the border (mmaction2 starts it at ``2 * ((W - size) // 2)``, one pixel short when
-    ``W - size`` is odd). A square frame is cut along the width. Input (..., T, C, H, W); output (3, ..., T, C, size,
+    mmaction2's ``ThreeCrop`` (the paper's test protocol: short side 256, three 256 crops; docs/method.md,
+    "Test protocol") generalised to crops smaller than the short side (centred on the short axis). Differences from
+    mmaction2: the order is left/centre/right (mmaction2: left/right/centre; the views are averaged, so it does not
+    matter) and the last crop ends exactly at the border (mmaction2 starts it at ``2 * ((W - size) // 2)``, one
+    pixel short when ``W - size`` is odd). A square frame is cut along the width. Input (..., T, C, H, W); output
+    (3, ..., T, C, size,
     size), a plain tensor.
     """
 
@@ -323,8 +328,8 @@ def video_train_transform(
     :func:`parse_randaugment`) -> float in [0, 1] -> ImageNet normalisation -> (C, T, H, W).
 
     Args:
-        hflip: ``None`` (default): on, except for datasets whose labels name a direction (``dataset="ssv2"``,
-            also ``"ssv1"``, ``"jester"``), where it is off as in the official SSv2 configs (official-code.md §4b).
+        hflip: ``None`` (default): :func:`default_hflip` of ``dataset`` (on, except for data sets whose labels name
+            a direction: ``dataset="ssv2"``, also ``"ssv1"``, ``"jester"``).
             ``True`` for such a dataset warns, because a flipped "pushing something from left to right" clip shows
             the opposite action under the original label.
         dataset: dataset name, only used for the flip default (``"k400"``, ``"ssv2"``/``"sthv2"``, ...).
@@ -332,14 +337,13 @@ def video_train_transform(
     crop_size = _positive_int("crop_size", crop_size)
     scale, ratio = _pair("scale", scale), _pair("ratio", ratio)
     interpolation = _interp(interpolation)
-    key = None if dataset is None else _DIRECTIONAL.get(re.sub(r"[-_ ]", "", dataset.lower()))
     if hflip is None:
-        hflip = key is None
-    elif hflip and key is not None:
+        hflip = default_hflip(dataset)
+    elif hflip and _directional(dataset):
         warnings.warn(
             f"horizontal flip is on for dataset {dataset!r}: its labels name a direction (e.g. 'pushing something "
             "from left to right'), so a flipped clip shows the opposite action under the original label and the "
-            "training targets become wrong. The official SSv2 configs do not flip (official-code.md §4b); pass "
+            "training targets become wrong. The authors' SSv2 recipes do not flip; pass "
             "hflip=False or leave it None.",
             UserWarning,
             stacklevel=2,
@@ -372,74 +376,3 @@ def video_eval_transform(
     if crops == 1:
         return v2.Compose([*steps, v2.CenterCrop(crop_size), *_normalise(), VideoToCTHW()])
     return v2.Compose([*steps, *_normalise(), ThreeCrop(crop_size), VideoToCTHW()])
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# The paper's presets (official-code.md §4b training augmentation, §4c test protocol)
-
-
-def k400_train() -> v2.Compose:
-    """K400 fine-tuning: short side 256 -> RandomResizedCrop 224 (area 0.08-1, aspect 3/4-4/3) -> flip 0.5 (§4b)."""
-    return video_train_transform(crop_size=224, short_side=256, dataset="k400")
-
-
-def x3d_k400_train() -> v2.Compose:
-    """X3D-S on K400: short side 192 -> RandomResizedCrop 160 -> flip 0.5 (§4b)."""
-    return video_train_transform(crop_size=160, short_side=192, dataset="k400")
-
-
-def ssv2_train() -> v2.Compose:
-    """SSv2 fine-tuning (all models, X3D-S included): short side 256 -> RandomResizedCrop 224, no flip (§4b)."""
-    return video_train_transform(crop_size=224, short_side=256, dataset="ssv2")
-
-
-def k400_val() -> v2.Compose:
-    """In-training validation: short side 256, centre crop 224 (§4c)."""
-    return video_eval_transform(crop_size=224, short_side=256, crops=1)
-
-
-def x3d_k400_val() -> v2.Compose:
-    """X3D-S K400 in-training validation: centre crop 160 (§4c), after the training short side 192 (§4b)."""
-    return video_eval_transform(crop_size=160, short_side=192, crops=1)
-
-
-def ssv2_val() -> v2.Compose:
-    """SSv2 in-training validation: short side 256, centre crop 224 (§4c)."""
-    return video_eval_transform(crop_size=224, short_side=256, crops=1)
-
-
-def k400_test() -> v2.Compose:
-    """K400 test: short side 256, three crops of 256 (x 10 clips from the sampler; §4c, paper §4 "Inference")."""
-    return video_eval_transform(crop_size=256, short_side=256, crops=3)
-
-
-def x3d_k400_test() -> v2.Compose:
-    """X3D-S K400 test: short side 192, three crops of 192 (§4c)."""
-    return video_eval_transform(crop_size=192, short_side=192, crops=3)
-
-
-def ssv2_test() -> v2.Compose:
-    """SSv2 test: short side 256, three crops of 256 (x 1 clip of segment centres; §4c)."""
-    return video_eval_transform(crop_size=256, short_side=256, crops=3)
-
-
-VIDEO_PRESETS: dict[str, Callable[[], v2.Compose]] = {
-    "k400_train": k400_train,
-    "k400_val": k400_val,
-    "k400_test": k400_test,
-    "x3d_k400_train": x3d_k400_train,
-    "x3d_k400_val": x3d_k400_val,
-    "x3d_k400_test": x3d_k400_test,
-    "ssv2_train": ssv2_train,
-    "ssv2_val": ssv2_val,
-    "ssv2_test": ssv2_test,
-}
-
-
-def video_preset(name: str) -> v2.Compose:
-    """The transform of a named preset (a key of :data:`VIDEO_PRESETS`)."""
-    if name not in VIDEO_PRESETS:
-        raise VidpriorError(
-            f"unknown video preset {name!r}{closest(name, list(VIDEO_PRESETS))}; choose from {sorted(VIDEO_PRESETS)}"
-        )
-    return VIDEO_PRESETS[name]()

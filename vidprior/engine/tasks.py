@@ -302,7 +302,9 @@ def run_test(cfg: RunCfg, *, weights: str | None = None, progress: bool = True) 
                 f"{weights}: does not match {cfg.model.name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
     model.to(device).eval()
-    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=cfg.data.workers)
+    from vidprior.data.loader import checked_loader  # bad files counted here for all workers; one-line errors
+
+    loader = checked_loader(torch.utils.data.DataLoader(ds, batch_size=1, num_workers=cfg.data.workers))
     rows, all_scores, all_labels = [], [], []
     views = 0
     bar = None

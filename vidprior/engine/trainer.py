@@ -362,10 +362,12 @@ class Trainer:
         self._signal = "term" if signum == signal.SIGTERM else "usr1"
 
     # ------------------------------------------------------------------ steps
-    def _loader(self, dataset: Dataset, sampler, batch_size: int, epoch: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler, batch_size: int, epoch: int):
+        from vidprior.data.loader import checked_loader  # bad files counted here for all workers; one-line errors
+
         workers = self.cfg.data.workers
         g = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + epoch)  # worker seeds: not the global RNG
-        return DataLoader(
+        loader = DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -375,6 +377,7 @@ class Trainer:
             generator=g,
             persistent_workers=False,
         )
+        return checked_loader(loader)
 
     def _autocast(self):
         amp = self.cfg.train.amp
