@@ -164,7 +164,7 @@ def test_table7_and_table8_budgets():
     ],
 )
 def test_table1_probe_trains_one_linear_layer(recipe, model, head):
-    from vidprior.engine.trainer import freeze_parameters
+    from vidprior.engine.freezing import freeze_parameters
 
     cfg = load_config(CONFIG_DIR / f"probe/{recipe}.yaml", [f"model.name={model}"] if model else [])
     with torch.device("meta"):
@@ -188,7 +188,7 @@ def test_x3d_probe_loads_fc1_from_the_video_model_and_leaves_the_classifier_new(
     1000-way classifier is new."""
     from safetensors.torch import save_file
 
-    from vidprior.engine.tasks import build_model
+    from vidprior.engine.assembly import build_model
 
     video = vidprior.create_model("x3d_tiny", num_classes=400)
     save_file({k: v.contiguous() for k, v in video.state_dict().items()}, str(tmp_path / "k400.safetensors"))

@@ -59,3 +59,66 @@ def test_missing_paths(tmp_path):
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(tmp_path / "bad.yaml")
     assert isinstance(load_config(None, ["data.train=t"]), RunCfg)
+
+
+@pytest.mark.parametrize(
+    "key,module_attr",
+    [
+        ("data.format", ("vidprior.data.formats", "FORMAT_NAMES")),
+        ("data.backend", ("vidprior.data.backends", "BACKENDS")),
+        ("model.static_mode", ("vidprior.layers.sts", "STATIC_MODES")),
+        ("model.layout", ("vidprior.layers.sts", "LAYOUTS")),
+    ],
+)
+def test_allowed_values_come_from_the_owning_module_and_errors_list_them(key, module_attr):
+    import importlib
+
+    owned = getattr(importlib.import_module(module_attr[0]), module_attr[1])
+    from vidprior.engine.config import allowed_values
+
+    assert tuple(allowed_values()[key]) == tuple(owned)
+    with pytest.raises(ConfigError, match=r"expected one of") as e:
+        load_config(None, ["data.train=t.txt", f"{key}=no_such_value"])
+    assert all(repr(v) in str(e.value) for v in owned), str(e.value)
+    for value in owned:  # every value the owner knows is accepted
+        cfg = load_config(None, ["data.train=t.txt", f"{key}={value}"])
+        section, name = key.split(".")
+        assert getattr(getattr(cfg, section), name) == value
+
+
+def test_imagelist_is_an_explicit_image_format(tmp_path):
+    from vidprior.data.formats import FORMATS, VIDEO_FORMATS
+    from vidprior.engine.assembly import read_records
+
+    assert not FORMATS["imagelist"].video and "imagelist" not in VIDEO_FORMATS
+    assert set(VIDEO_FORMATS) == {"list", "ssv2", "rawframes"}
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "list.txt").write_text("a.png 1\nb.png 0\n")
+    cfg = load_config(None, ["task=pretrain", "data.format=imagelist", f"data.train={tmp_path / 'list.txt'}",
+                             f"data.root={tmp_path}"])  # fmt: skip
+    records, names = read_records(cfg, "train")
+    assert [(r.path, r.label) for r in records] == [(str(tmp_path / "a.png"), 1), (str(tmp_path / "b.png"), 0)]
+    assert names is None
+    with pytest.raises(ConfigError, match="frames_per_video"):  # a video-format-only key
+        load_config(None, [*cfg_overrides(tmp_path), "data.frames_per_video=2"])
+
+
+def cfg_overrides(tmp_path):
+    return ["task=pretrain", "data.format=imagelist", f"data.train={tmp_path / 'list.txt'}"]
+
+
+def test_flip_default_is_the_formats_and_ssv2_does_not_flip():
+    from vidprior.data.formats import FORMATS
+
+    assert {n: f.default_hflip() for n, f in FORMATS.items()} == {
+        "list": True, "ssv2": False, "rawframes": True, "imagefolder": True, "imagelist": True,
+    }  # fmt: skip
+
+
+def test_a_video_task_on_an_image_format_says_so(tmp_path):
+    from vidprior.engine.assembly import video_dataset
+
+    (tmp_path / "list.txt").write_text("a.png 0\n")
+    cfg = load_config(None, ["data.format=imagelist", f"data.train={tmp_path / 'list.txt'}"])
+    with pytest.raises(ConfigError, match="holds images; task finetune needs a video format"):
+        video_dataset(cfg, "train", train=True)

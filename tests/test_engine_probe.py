@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tests._util import randomize, run_cli, write_color_image, write_color_video
+from tests.helpers.ports import free_port
 from vidprior import create_model, image_model
 from vidprior.errors import VidpriorError
 
@@ -102,7 +103,7 @@ def test_image_model_bad_tap_names_the_conv():
 # ------------------------------------------------------------------------------------------------ train.trainable
 def test_freeze_parameters_and_frozen_modules():
     from vidprior.engine.config import ConfigError
-    from vidprior.engine.trainer import freeze_parameters, frozen_modules
+    from vidprior.engine.freezing import freeze_parameters, frozen_modules
 
     model = image_model(create_model("slowonly_tiny", num_classes=3))
     assert freeze_parameters(model, None) == [n for n, _ in model.named_parameters()]
@@ -118,8 +119,8 @@ def test_freeze_parameters_and_frozen_modules():
 
 def test_optimizer_holds_only_trainable_parameters():
     from vidprior.engine.config import OptimCfg
+    from vidprior.engine.freezing import freeze_parameters
     from vidprior.engine.optim import build_optimizer
-    from vidprior.engine.trainer import freeze_parameters
 
     model = create_model("slowonly_tiny", num_classes=3)
     freeze_parameters(model, ["cls_head.fc_cls.weight", "backbone.layer4.*.bn.*"])
@@ -161,7 +162,7 @@ def test_config_keys_are_validated():
 
 def test_resume_accepts_a_config_saved_before_the_new_keys():
     from vidprior.engine.config import RunCfg, to_dict
-    from vidprior.engine.trainer import config_differences
+    from vidprior.engine.train_state import config_differences
 
     old = to_dict(RunCfg())
     del old["init"]["tap"], old["train"]["trainable"], old["data"]["frames_per_video"]
@@ -327,7 +328,15 @@ def test_linear_probe_of_a_temporal_slice_trains_only_the_head(data, tmp_path):
     two = tmp_path / "two"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "--master_port=29527", "-m", "vidprior", "pretrain", *_probe_args(data, two)],
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            f"--master_port={free_port()}",
+            "-m",
+            "vidprior",
+            "pretrain",
+            *_probe_args(data, two),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -378,8 +387,8 @@ def test_pretrain_on_video_frames_then_finetune_from_it(data, tmp_path):
     image_sd = load_file(str(weights))
     assert image_sd["backbone.layer3.0.conv1.conv.weight"].dim() == 4  # a 2D counterpart's checkpoint
 
+    from vidprior.engine.assembly import build_model
     from vidprior.engine.config import load_config
-    from vidprior.engine.tasks import build_model
 
     cfg = load_config(
         None,

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests._util import run_cli, write_color_image, write_color_video
+from tests.helpers.ports import free_port
 
 CLASSES = 3
 TINY = [
@@ -39,6 +40,15 @@ TINY = [
 
 
 run = run_cli
+FAULT_TRAIN = Path(__file__).resolve().parent / "helpers" / "fault_train.py"
+
+
+def fault_run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """A real training with faults injected by callbacks (tests/helpers/fault_train.py)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(FAULT_TRAIN), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +85,6 @@ def data(tmp_path_factory):
             for k in range(per_class):
                 write_color_image(root / "images" / split / f"class{c}" / f"{k}.png", c, seed=k)
     return root
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _k400(data: Path, out: Path) -> list[str]:
@@ -180,8 +182,8 @@ def test_pretrain_then_finetune_from_the_image_checkpoint(data, tmp_path):
     weights = pre / "best.safetensors"
     image_sd = load_file(str(weights))
     assert image_sd["backbone.layer3.0.conv1.conv.weight"].dim() == 4  # the 2D counterpart's checkpoint
+    from vidprior.engine.assembly import build_model
     from vidprior.engine.config import load_config
-    from vidprior.engine.tasks import build_model
 
     cfg = load_config(None, [*_k400(data, tmp_path / "ft"), "init.source=image", f"init.checkpoint={weights}"])
     model = build_model(cfg)
@@ -199,7 +201,7 @@ def _final_state(out: Path) -> dict[str, torch.Tensor]:
 def test_sigkill_at_any_step_then_resume_is_bit_exact(data, tmp_path):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     assert run("finetune", *_k400(data, ref)).returncode == 0
-    killed = run("finetune", *_k400(data, cut), env={"VIDPRIOR_FAULT_KILL_AT_STEP": "5"})
+    killed = fault_run("--kill-at-step", "5", "finetune", *_k400(data, cut))
     assert killed.returncode == -9  # SIGKILL: no chance to save anything
     resumed = run("finetune", *_k400(data, cut), "--resume", "auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -222,7 +224,7 @@ def test_resume_with_a_changed_config_names_the_field(data, tmp_path):
 
 def test_non_finite_steps_stop_and_keep_the_last_good_checkpoint(data, tmp_path):
     out = tmp_path / "run"
-    res = run("finetune", *_k400(data, out), "train.max_nonfinite_steps=2", env={"VIDPRIOR_FAULT_NAN_FROM_STEP": "3"})
+    res = fault_run("--nan-from-step", "3", "finetune", *_k400(data, out), "train.max_nonfinite_steps=2")
     assert res.returncode == 2, res.stderr[-2000:]
     assert "2 steps in a row had a non-finite loss" in res.stderr and "step_00000002" in res.stderr
     state = _final_state(out)
@@ -272,7 +274,7 @@ def test_two_gloo_processes_match_one_process(data, tmp_path):
         [
             torchrun,
             "--nproc_per_node=2",
-            "--master_port=29517",
+            f"--master_port={free_port()}",
             "-m",
             "vidprior",
             "finetune",
@@ -295,25 +297,22 @@ def test_two_gloo_processes_match_one_process(data, tmp_path):
 def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(data, tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     marker = tmp_path / "killed_once"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "VIDPRIOR_FAULT_KILL_AT_STEP": "5",
-        "VIDPRIOR_FAULT_KILL_ONCE_FILE": str(marker),
-    }
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
         [
             torchrun,
             "--nproc_per_node=2",
             "--max-restarts=1",
-            "--master_port=29518",
-            "-m",
-            "vidprior",
-            "finetune",
-            *_k400(data, tmp_path / "run"),
+            f"--master_port={free_port()}",
+            str(FAULT_TRAIN),
+            "--kill-at-step",
+            "5",
+            "--kill-once",
+            str(marker),
             "--resume",
             "auto",
+            "finetune",
+            *_k400(data, tmp_path / "run"),
         ],
         capture_output=True,
         text=True,
@@ -358,7 +357,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(data, tmp_path):
 
 
 def test_precise_bn_recomputes_exact_statistics():
-    from vidprior.engine.trainer import recompute_bn_stats
+    from vidprior.engine.freezing import recompute_bn_stats
 
     bn = torch.nn.BatchNorm3d(3)
     batches = [torch.randn(4, 3, 2, 5, 5) * (i + 1) + i for i in range(3)]

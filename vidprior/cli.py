@@ -1,7 +1,12 @@
 """The ``vidprior`` command line (also ``python -m vidprior``).
 
-Each sub-command is a small function taking the parsed arguments; errors derived from
-:class:`vidprior.errors.VidpriorError` are printed as one line and exit with status 2 (no traceback).
+Every sub-command is one row of :data:`COMMANDS`: ``(name, help, add_arguments, run)``, where ``add_arguments``
+fills the sub-command's :class:`argparse.ArgumentParser` and ``run`` takes the parsed arguments and returns the exit
+status. A new command is one row (plus its test). Errors derived from :class:`vidprior.errors.VidpriorError` are
+printed as one line and exit with status 2 (no traceback).
+
+Run commands (``pretrain``, ``finetune``, ``test``) take ``key=value`` config overrides anywhere on the line: before
+or after options, also after ``--resume auto``.
 """
 
 from __future__ import annotations
@@ -9,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vidprior import __version__
 from vidprior.errors import VidpriorError
+
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -119,14 +126,16 @@ def _load_run_config(args: argparse.Namespace, task: str):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from vidprior.engine import tasks
-    from vidprior.engine.trainer import format_summary
+    from vidprior.engine import jobs
+    from vidprior.engine.train_state import format_summary
 
     cfg = _load_run_config(args, args.command)
     if args.dry_run:
-        print(tasks.dry_run(cfg))
+        print(jobs.dry_run(cfg))
         return 0
-    summary = tasks.run_training(cfg, resume=args.resume, allow_config_change=args.allow_config_change)
+    summary = jobs.run_training(
+        cfg, resume=args.resume, allow_config_change=args.allow_config_change, allow_restart=args.allow_restart
+    )
     from vidprior.engine.distributed import cleanup, is_main
 
     if is_main():
@@ -140,15 +149,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from vidprior.engine import tasks
+    from vidprior.engine import jobs
 
     if args.weights:  # the model is built empty and takes every tensor from --weights: init.* is not used
         args.overrides = [*args.overrides, "init.source=scratch", "init.checkpoint=null"]
     cfg = _load_run_config(args, "test")
     if args.dry_run:
-        print(tasks.dry_run(cfg))
+        print(jobs.dry_run(cfg))
         return 0
-    metrics = tasks.run_test(cfg, weights=args.weights)
+    metrics = jobs.run_test(cfg, weights=args.weights)
     for k, v in metrics.items():
         print(f"{k:<20} {v:.2f}" if isinstance(v, float) else f"{k:<20} {v}")
     print(f"predictions: {cfg.out}/predictions.jsonl")
@@ -193,43 +202,51 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", help="YAML recipe (configs/...)")
+    p.add_argument("-c", "--config", help="YAML recipe (configs/..., or the name of a packaged recipe)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override config values, e.g. optim.lr=0.1")
     p.add_argument("--dry-run", action="store_true", help="check config, output folder and the first files; exit")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vidprior",
-        description="Image pre-training for 3D video networks: centre-slice initialisation and STS convolution.",
+def _args_train(p: argparse.ArgumentParser) -> None:
+    _add_run_args(p)
+    p.add_argument("--resume", help="'auto' (newest valid checkpoint in the run folder) or a checkpoint folder")
+    p.add_argument("--allow-config-change", action="store_true", help="resume even if the config differs")
+    p.add_argument(
+        "--allow-restart", action="store_true", help="with --resume auto: start over when every checkpoint is damaged"
     )
-    parser.add_argument("--version", action="version", version=f"vidprior {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    env = sub.add_parser("env", help="print versions of Python, PyTorch, decoders and the accelerator")
-    env.add_argument("--json", action="store_true", help="print as JSON")
-    env.set_defaults(func=_cmd_env)
 
-    models = sub.add_parser("models", help="list the registered models with parameters, multiply-adds and STS layers")
-    models.add_argument("pattern", nargs="?", default="*", help="glob on the model name, e.g. 'slow*'")
-    models.add_argument("--crop", type=int, default=256, help="spatial size for the multiply-add count (256)")
-    models.add_argument("--num-classes", type=int, default=400)
-    models.add_argument("--json", action="store_true", help="print as JSON")
-    models.set_defaults(func=_cmd_models)
+def _args_test(p: argparse.ArgumentParser) -> None:
+    _add_run_args(p)
+    p.add_argument("--weights", help="model weights (.safetensors or checkpoint) to test")
 
-    data = sub.add_parser("data", help="check and prepare video data")
-    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    check = data_sub.add_parser(
+
+def _args_env(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def _args_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="glob on the model name, e.g. 'slow*'")
+    p.add_argument("--crop", type=int, default=256, help="spatial size for the multiply-add count (256)")
+    p.add_argument("--num-classes", type=int, default=400)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def _args_data(p: argparse.ArgumentParser) -> None:
+    from vidprior.data.backends import BACKENDS
+
+    sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    check = sub.add_parser(
         "check", help="probe every video (opens, counts frames, size, duration) and write a manifest of bad files"
     )
     check.add_argument("target", help="a video list ('path label' lines) or a folder of videos")
     check.add_argument("--root", help="directory the list's paths are relative to")
     check.add_argument("--out", help="manifest path (default: next to the list, or <folder>/manifest.jsonl)")
     check.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
-    check.add_argument("--backend", default="pyav", choices=["pyav", "torchcodec", "decord"])
+    check.add_argument("--backend", default="pyav", choices=list(BACKENDS))
     check.add_argument("--min-frames", type=int, default=1, help="fewer frames count as too_short")
-    check.set_defaults(func=_cmd_data_check)
-    reenc = data_sub.add_parser(
+    check.set_defaults(data_run=_cmd_data_check)
+    reenc = sub.add_parser(
         "reencode", help="rewrite videos to a short side (320) and keyframe interval; safe to interrupt and re-run"
     )
     reenc.add_argument("src", help="folder of source videos")
@@ -237,52 +254,94 @@ def build_parser() -> argparse.ArgumentParser:
     reenc.add_argument("--short-side", type=int, default=320)
     reenc.add_argument("--gop", type=int, default=None, help="keyframe interval (e.g. 16 for fast seeking)")
     reenc.add_argument("--workers", type=int, default=None)
-    reenc.set_defaults(func=_cmd_data_reencode)
+    reenc.set_defaults(data_run=_cmd_data_reencode)
 
-    for name, help_ in (
-        ("pretrain", "pre-train a model's 2D counterpart on images"),
-        ("finetune", "fine-tune a 3D model on video (from scratch, an image or a video checkpoint)"),
-    ):
-        p = sub.add_parser(name, help=help_)
-        _add_run_args(p)
-        p.add_argument("--resume", help="'auto' (newest valid checkpoint in the run folder) or a checkpoint folder")
-        p.add_argument("--allow-config-change", action="store_true", help="resume even if the config differs")
-        p.set_defaults(func=_cmd_train)
-    test = sub.add_parser("test", help="multi-view test: top-1/top-5/mean-class accuracy and a predictions file")
-    _add_run_args(test)
-    test.add_argument("--weights", help="model weights (.safetensors or checkpoint) to test")
-    test.set_defaults(func=_cmd_test)
 
-    budget = sub.add_parser("budget", help="plan a fair budget: pre-training epochs that match a from-scratch run")
-    budget.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32])
-    budget.add_argument("--scratch-epochs", type=float, default=100, help="from-scratch epochs to match")
-    budget.add_argument("--finetune-epochs", type=float, default=50)
-    budget.add_argument("--pretrain-epochs", type=float, default=None, help="fix the pre-training epochs")
-    budget.add_argument("--dataset", default="k400", help="k400, ssv2 or a number of clips")
-    budget.add_argument("--setting", default="both", choices=["fixed", "sota", "both"])
-    budget.add_argument("--png", help="write the Fig. 3-style bar chart here")
-    budget.set_defaults(func=_cmd_budget)
+def _cmd_data(args: argparse.Namespace) -> int:
+    return args.data_run(args)
 
-    qs = sub.add_parser(
-        "quickstart", help="the paper's comparison in miniature on built-in digit videos (minutes, CPU)"
+
+def _args_budget(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32])
+    p.add_argument("--scratch-epochs", type=float, default=100, help="from-scratch epochs to match")
+    p.add_argument("--finetune-epochs", type=float, default=50)
+    p.add_argument("--pretrain-epochs", type=float, default=None, help="fix the pre-training epochs")
+    p.add_argument("--dataset", default="k400", help="k400, ssv2 or a number of clips")
+    p.add_argument("--setting", default="both", choices=["fixed", "sota", "both"])
+    p.add_argument("--png", help="write the Fig. 3-style bar chart here")
+
+
+def _args_quickstart(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="quickstart", help="folder for data, runs and the report (default ./quickstart)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: as many as fit the budget)")
+    p.add_argument("--time-budget", type=float, default=8.0, help="minutes; more seeds run while they fit")
+
+
+COMMANDS: list[Command] = [
+    ("env", "print versions of Python, PyTorch, decoders and the accelerator", _args_env, _cmd_env),
+    (
+        "models",
+        "list the registered models with parameters, multiply-adds and STS layers",
+        _args_models,
+        _cmd_models,
+    ),
+    ("data", "check and prepare video data", _args_data, _cmd_data),
+    ("pretrain", "pre-train a model's 2D counterpart on images", _args_train, _cmd_train),
+    (
+        "finetune",
+        "fine-tune a 3D model on video (from scratch, an image or a video checkpoint)",
+        _args_train,
+        _cmd_train,
+    ),
+    ("test", "multi-view test: top-1/top-5/mean-class accuracy and a predictions file", _args_test, _cmd_test),
+    ("budget", "plan a fair budget: pre-training epochs that match a from-scratch run", _args_budget, _cmd_budget),
+    (
+        "quickstart",
+        "the paper's comparison in miniature on built-in digit videos (minutes, CPU)",
+        _args_quickstart,
+        _cmd_quickstart,
+    ),
+]
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each command's sub-parser, from :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="vidprior",
+        description="Image pre-training for 3D video networks: centre-slice initialisation and STS convolution.",
     )
-    qs.add_argument("--out", default="quickstart", help="folder for data, runs and the report (default ./quickstart)")
-    qs.add_argument("--seeds", type=int, default=None, help="number of seeds (default: as many as fit the budget)")
-    qs.add_argument("--time-budget", type=float, default=8.0, help="minutes; more seeds run while they fit")
-    qs.set_defaults(func=_cmd_quickstart)
-    return parser
+    parser.add_argument("--version", action="version", version=f"vidprior {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parsers = {}
+    for name, help_, add_arguments, run in COMMANDS:
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_arguments(p)
+        p.set_defaults(func=run)
+        parsers[name] = p
+    return parser, parsers
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line. A command with ``key=value`` overrides is parsed with the options and overrides in any
+    order (``finetune --resume auto optim.lr=0.1 -c R``), which argparse's plain parsing refuses."""
+    parser, parsers = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    i = next((k for k, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is not None and argv[i] in parsers:
+        sub = parsers[argv[i]]
+        if any(a.dest == "overrides" for a in sub._actions):
+            if argv[:i]:  # options of the top level only (--help, --version) come before the command
+                return parser.parse_args(argv)
+            args = sub.parse_intermixed_args(argv[i + 1 :])
+            args.command = argv[i]
+            return args
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    # key=value overrides may also follow an option (`--weights W out=...`), which argparse alone refuses
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if not hasattr(args, "overrides") or any(a.startswith("-") or "=" not in a for a in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides = [*args.overrides, *extra]
+    args = parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        build_parser()[0].print_help()
         return 0
     try:
         return int(args.func(args) or 0)

@@ -11,6 +11,10 @@ class VidpriorError(Exception):
     """Base class of user-facing errors (bad arguments, unsupported layers, mismatched weights)."""
 
 
+class ConfigError(VidpriorError, ValueError):
+    """A configuration value is unknown, mistyped or impossible (the message names the key and the value)."""
+
+
 class UnsupportedConvError(VidpriorError, ValueError):
     """A convolution cannot be expressed as an STS convolution (kernel, dilation, padding...)."""
 

@@ -180,3 +180,19 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(
             f"{p / STATE}: refused to load: it needs code to be unpickled ({str(e).splitlines()[0]})"
         ) from None
+
+
+def write_safetensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Path:
+    """Write ``tensors`` (moved to CPU, made contiguous) as a safetensors file, atomically: a reader sees the old
+    file or the new one, never a partial one (written to ``<path>.tmp``, fsynced, then renamed)."""
+    from safetensors.torch import save_file
+
+    final = Path(path)
+    tmp = final.with_name(final.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    _fsync_file(tmp)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    return final

@@ -17,11 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
-from vidprior.errors import VidpriorError
-
-
-class ConfigError(VidpriorError, ValueError):
-    """A configuration value is unknown, mistyped or impossible."""
+from vidprior.engine.recipes import PACKAGED_RECIPES, packaged_recipes, resolve_recipe
+from vidprior.errors import ConfigError, VidpriorError, closest
 
 
 @dataclass
@@ -30,21 +27,16 @@ class ModelCfg:
     num_classes: int = 400
     sts: bool | str = False  # True / "paper": the paper's placement; "all": every eligible conv
     static_ratio: float | str = 0.5
-    static_mode: Literal["cross", "center", "dilated"] = "cross"
+    static_mode: str = "cross"  # allowed values of this and other choices: allowed_values() below
     static_dilation: int = 2
-    layout: Literal["zero_pad", "official"] = "zero_pad"
+    layout: str = "zero_pad"
     dropout: float = 0.5
     overrides: dict[str, Any] = field(default_factory=dict)  # builder arguments: base_channels, stage_blocks, ...
 
 
-VIDEO_FORMATS = ("list", "ssv2", "rawframes")  # data.format values that hold videos (the rest hold images)
-
-
 @dataclass
 class DataCfg:
-    # "list": 'path label' lines (+ root, classes); "ssv2": official JSON (+ labels); "rawframes";
-    # "imagefolder": root/<class>/<image>; "imagelist": 'path label' lines of images
-    format: Literal["list", "ssv2", "rawframes", "imagefolder", "imagelist"] = "list"
+    format: str = "list"  # vidprior.data.formats.FORMATS: list, ssv2, rawframes, imagefolder, imagelist
     train: str | None = None
     val: str | None = None
     test: str | None = None
@@ -63,7 +55,7 @@ class DataCfg:
     test_crop_size: int = 256
     hflip: bool | None = None  # None: on for Kinetics-style data, off for SSv2 (labels have direction)
     randaugment: str | None = None
-    backend: Literal["pyav", "torchcodec", "decord"] = "pyav"
+    backend: str = "pyav"
     workers: int = 4
     max_bad_fraction: float = 0.01
     decode_timeout: float | None = 60.0
@@ -74,7 +66,7 @@ class DataCfg:
 
 @dataclass
 class InitCfg:
-    source: Literal["scratch", "image", "video", "official", "imagenet_resnet"] = "scratch"
+    source: str = "scratch"
     checkpoint: str | None = None
     mode: str | list[float] = "center"  # inflation: "center" (zero-init), "mean", or rates [a, b, c]
     skip: list[str] = field(default_factory=list)  # keys left at initialisation (e.g. "cls_head.*")
@@ -135,6 +127,25 @@ class RunCfg:
     init: InitCfg = field(default_factory=InitCfg)
     optim: OptimCfg = field(default_factory=OptimCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
+
+
+# the weight sources build_model knows (engine/assembly.py)
+INIT_SOURCES: tuple[str, ...] = ("scratch", "image", "video", "official", "imagenet_resnet")
+
+
+def allowed_values() -> dict[str, tuple[str, ...]]:
+    """Allowed values of the keys whose choices belong to the module that implements them."""
+    from vidprior.data.backends import BACKENDS
+    from vidprior.data.formats import FORMAT_NAMES
+    from vidprior.layers.sts import LAYOUTS, STATIC_MODES
+
+    return {
+        "model.static_mode": STATIC_MODES,
+        "model.layout": LAYOUTS,
+        "data.format": FORMAT_NAMES,
+        "data.backend": BACKENDS,
+        "init.source": INIT_SOURCES,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -266,38 +277,6 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     return cfg
 
 
-PACKAGED_RECIPES = Path(__file__).resolve().parents[1] / "configs"
-
-
-def resolve_recipe(path: str | Path) -> Path:
-    """The YAML file for ``-c PATH``: the local file when it exists, else the recipe shipped inside the package.
-
-    ``configs/finetune/k400/slowonly50.yaml``, ``finetune/k400/slowonly50.yaml`` and ``finetune/k400/slowonly50``
-    all name the packaged recipe, so an installed (non-editable) vidprior runs the documented commands from any
-    working directory. A local file always wins, so a user's own edited copy is used as given.
-    """
-    local = Path(path)
-    if local.is_file():
-        return local
-    rel = local.as_posix()
-    for prefix in ("vidprior/configs/", "configs/", "./configs/"):
-        if rel.startswith(prefix):
-            rel = rel[len(prefix) :]
-            break
-    for candidate in (PACKAGED_RECIPES / rel, PACKAGED_RECIPES / f"{rel}.yaml"):
-        if not local.is_absolute() and candidate.is_file():
-            return candidate
-    names = packaged_recipes()
-    near = difflib.get_close_matches(rel.removesuffix(".yaml"), names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(near)}?" if near else f"; packaged recipes are in {PACKAGED_RECIPES}"
-    raise ConfigError(f"config file {path} does not exist here, and no packaged recipe has that name{hint}")
-
-
-def packaged_recipes() -> list[str]:
-    """Names of the recipes shipped inside the package, as ``-c`` accepts them (``finetune/k400/slowonly50``)."""
-    return sorted(p.relative_to(PACKAGED_RECIPES).with_suffix("").as_posix() for p in PACKAGED_RECIPES.rglob("*.yaml"))
-
-
 def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -315,6 +294,9 @@ def _read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     return data
 
 
+__all__ = ["PACKAGED_RECIPES", "ConfigError", "RunCfg", "load_config", "packaged_recipes", "resolve_recipe"]
+
+
 def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
     """Impossible values, named with the key."""
 
@@ -323,6 +305,10 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
             raise ConfigError(f"{key}={value!r}: {why}")
 
     o, t, d, m = cfg.optim, cfg.train, cfg.data, cfg.model
+    for key, allowed in allowed_values().items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        need(value in allowed, key, value, f"expected one of {list(allowed)}{closest(str(value), allowed)}")
     need(o.lr > 0, "optim.lr", o.lr, "must be > 0")
     need(o.epochs >= 1, "optim.epochs", o.epochs, "must be >= 1")
     need(
@@ -379,7 +365,7 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
         raise ConfigError(f"data.geometry: {e}") from None
     if cfg.task in ("pretrain", "finetune"):
         need(d.train is not None, "data.train", d.train, "a training list / folder is required")
-    if cfg.init.source in ("image", "video", "official", "imagenet_resnet"):
+    if cfg.init.source != "scratch":
         need(
             cfg.init.checkpoint is not None,
             "init.checkpoint",
@@ -407,6 +393,8 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
         "temporal slices of STS convs are not temporal taps (their static channels use them in space); "
         "probe the model without STS (model.sts=false)",
     )
+    from vidprior.data.formats import VIDEO_FORMATS
+
     video_format = d.format in VIDEO_FORMATS
     need(d.frames_per_video >= 1, "data.frames_per_video", d.frames_per_video, "must be >= 1")
     need(

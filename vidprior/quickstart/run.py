@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidprior.engine import tasks
+from vidprior.engine import jobs
 from vidprior.engine.config import PACKAGED_RECIPES, load_config
 from vidprior.quickstart.data import Spec, build
 
@@ -87,16 +87,16 @@ def _pretrain(data: Path, out: Path, model: str, seed: int) -> tuple[Path, float
             f"out={out}",
         ],
     )
-    summary = tasks.run_training(cfg, progress=False)
+    summary = jobs.run_training(cfg, progress=False)
     return out / "best.safetensors", summary["images_seen"], summary["best_top1"] or 0.0
 
 
 def _finetune(data: Path, out: Path, model: str, task: str, seed: int, extra: list[str]) -> tuple[float, float]:
     overrides = [f"model.name={model}", *_data_overrides(data, task), f"train.seed={seed}", f"out={out}", *extra]
     cfg = load_config(_config_path() / f"finetune_{task}.yaml", overrides)
-    summary = tasks.run_training(cfg, progress=False)
+    summary = jobs.run_training(cfg, progress=False)
     test_cfg = load_config(_config_path() / f"finetune_{task}.yaml", [*overrides, f"out={out / 'test'}", "task=test"])
-    metrics = tasks.run_test(test_cfg, weights=str(out / "best.safetensors"), progress=False)
+    metrics = jobs.run_test(test_cfg, weights=str(out / "best.safetensors"), progress=False)
     return float(metrics["top1"]), float(summary["images_seen"])
 
 

@@ -1,0 +1,164 @@
+"""What a run is made of, built from a validated :class:`~vidprior.engine.config.RunCfg`: the records and datasets
+of a split (through the format table :data:`vidprior.data.formats.FORMATS`), and the model with its initial weights.
+
+Nothing here places anything on a device or wraps it for DDP (:class:`~vidprior.engine.trainer.Trainer` does).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from vidprior.data.formats import get_format
+from vidprior.data.lists import Record
+from vidprior.data.sampling import make_sampler
+from vidprior.engine.config import ConfigError, RunCfg
+from vidprior.errors import VidpriorError
+
+
+# ------------------------------------------------------------------------------------------------ data
+def read_records(cfg: RunCfg, split: str) -> tuple[list[Record], list[str] | None]:
+    """Records of ``data.<split>`` in ``data.format``; class names when the format carries them."""
+    path = getattr(cfg.data, split)
+    if path is None:
+        raise ConfigError(f"data.{split} is not set")
+    return get_format(cfg.data.format).read(path, cfg.data)
+
+
+def records_hash(records: list[Record]) -> str:
+    """Identifies the data a run used (paths and labels), saved with the run and its checkpoints."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.path}\t{r.label}\t{r.num_frames}\n".encode())
+    return h.hexdigest()
+
+
+def _common(cfg: RunCfg, split: str) -> dict[str, Any]:
+    return {
+        "seed": cfg.train.seed,
+        "max_bad_fraction": cfg.data.max_bad_fraction,
+        "report_path": Path(cfg.out) / f"skipped_{split}.jsonl",
+    }
+
+
+def video_dataset(cfg: RunCfg, split: str, *, train: bool, num_clips: int = 1, crops: int = 1):
+    """Clips of a video format: one random clip per video in training, ``num_clips`` x ``crops`` views otherwise.
+    Returns ``(dataset, records, class names or None)``."""
+    from vidprior.data.transforms import video_eval_transform, video_train_transform
+
+    d = cfg.data
+    fmt = get_format(d.format)
+    if fmt.clips is None:
+        raise ConfigError(f"data.format={d.format!r} holds images; task {cfg.task} needs a video format")
+    records, names = read_records(cfg, split)
+    if train:
+        transform = video_train_transform(
+            crop_size=d.crop_size,
+            short_side=d.short_side,
+            scale=tuple(d.scale),
+            hflip=d.hflip,  # None: the format's default (flip_name)
+            randaugment=d.randaugment,
+            dataset=fmt.flip_name,
+        )
+    else:
+        size = d.test_crop_size if (num_clips > 1 or crops > 1) else d.crop_size
+        transform = video_eval_transform(crop_size=size, short_side=d.test_short_side, crops=crops)
+    ds = fmt.clips(
+        records,
+        template=d.template,
+        backend=d.backend,
+        decode_timeout=d.decode_timeout,
+        sampler=make_sampler(d.geometry, num_clips=num_clips),
+        train=train,
+        transform=transform,
+        **_common(cfg, split),
+    )
+    return ds, records, names
+
+
+def image_dataset(cfg: RunCfg, split: str, *, train: bool):
+    """The images of ``data.<split>`` for the pretrain task, through timm's image transforms.
+
+    Image formats (``imagefolder``, ``imagelist``) give one sample per image (:class:`ImageDataset`). Video formats
+    (``list``, ``ssv2``, ``rawframes``; paper Table 8: pre-training the 2D counterpart on Kinetics frames) give the
+    frames of the videos as images with the video's label (:class:`VideoFramesDataset`): in training
+    ``data.frames_per_video`` samples per video and epoch, a random frame of each equal part of the video; in
+    validation the centre frame of each video. Flips follow ``data.hflip`` (unset: the format's default, off for
+    SSv2, whose labels have a direction, as for its videos)."""
+    from vidprior.data.datasets import ImageDataset, VideoFramesDataset
+    from vidprior.data.image import image_eval_transform, image_train_transform
+
+    d = cfg.data
+    fmt = get_format(d.format)
+    records, names = read_records(cfg, split)
+    if train:
+        hflip = d.hflip if d.hflip is not None else fmt.default_hflip()
+        transform = image_train_transform(
+            img_size=d.crop_size,
+            auto_augment=d.randaugment,
+            hflip=0.5 if hflip else 0.0,
+            scale=tuple(d.scale),
+        )
+    else:
+        transform = image_eval_transform(img_size=d.crop_size)
+    if fmt.video:
+        ds = VideoFramesDataset(
+            records,
+            frames_per_video=d.frames_per_video if train else 1,
+            train=train,
+            transform=transform,
+            backend=d.backend,
+            decode_timeout=d.decode_timeout,
+            template=d.template if fmt.frame_folders else None,
+            **_common(cfg, split),
+        )
+    else:
+        ds = ImageDataset(records, transform=transform, **_common(cfg, split))
+    return ds, records, names
+
+
+# ------------------------------------------------------------------------------------------------ model
+def build_model(cfg: RunCfg, *, num_classes: int | None = None) -> nn.Module:
+    """The 3D model of ``cfg.model`` with its initial weights (``cfg.init``) and STS placement."""
+    from vidprior.models import create_model
+    from vidprior.models.checkpoints import load_imagenet_resnet, load_official
+    from vidprior.models.inflate import inflate_state_dict
+    from vidprior.utils.io import load_state_dict_file
+
+    m = cfg.model
+    model = create_model(m.name, num_classes=num_classes or m.num_classes, dropout=m.dropout, **m.overrides)
+    init = cfg.init
+    mode = init.mode if isinstance(init.mode, str) else tuple(init.mode)
+    if init.source != "scratch":
+        state = load_state_dict_file(init.checkpoint)
+        skip = init.skip or ["cls_head.*"]
+        if init.source == "image":
+            sd, _report = inflate_state_dict(state, model, mode=mode, skip=skip)
+            model.load_state_dict(sd, strict=False)
+        elif init.source == "video":
+            own = model.state_dict()
+            keep = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+            missing = [k for k in own if k not in keep and not any(fnmatch.fnmatchcase(k, p) for p in skip)]
+            if missing:
+                raise VidpriorError(f"{init.checkpoint}: video checkpoint lacks or mis-shapes {missing[:10]}")
+            model.load_state_dict(keep, strict=False)
+        elif init.source == "official":
+            load_official(model, state, init=mode)
+        elif init.source == "imagenet_resnet":
+            load_imagenet_resnet(model, state, init=mode)
+    if m.sts:
+        from vidprior.layers.sts import STS_OPTIONS
+        from vidprior.models import apply_sts
+
+        apply_sts(model, m.sts, **{name: getattr(m, name) for name in STS_OPTIONS})  # the model.<option> keys
+    return model
+
+
+def macs_per_sample(model: nn.Module, shape: tuple[int, ...]) -> float:
+    from vidprior.utils.complexity import profile
+
+    return float(profile(model, shape).macs)
