@@ -6,7 +6,6 @@ Nothing here places anything on a device or wraps it for DDP (:class:`~vidprior.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from vidprior.data.formats import get_format
 from vidprior.data.lists import Record
 from vidprior.data.sampling import make_sampler
 from vidprior.engine.config import ConfigError, RunCfg
-from vidprior.errors import VidpriorError
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -124,37 +122,16 @@ def image_dataset(cfg: RunCfg, split: str, *, train: bool):
 # ------------------------------------------------------------------------------------------------ model
 def build_model(cfg: RunCfg, *, num_classes: int | None = None) -> nn.Module:
     """The 3D model of ``cfg.model`` with its initial weights (``cfg.init``) and STS placement."""
-    from vidprior.models import create_model
-    from vidprior.models.checkpoints import load_imagenet_resnet, load_official
-    from vidprior.models.inflate import inflate_state_dict
-    from vidprior.utils.io import load_state_dict_file
+    from vidprior.layers.sts import STS_OPTIONS
+    from vidprior.models import apply_sts, create_model
+    from vidprior.models.weight_sources import load_initial_weights
 
     m = cfg.model
     model = create_model(m.name, num_classes=num_classes or m.num_classes, dropout=m.dropout, **m.overrides)
-    init = cfg.init
-    mode = init.mode if isinstance(init.mode, str) else tuple(init.mode)
-    if init.source != "scratch":
-        state = load_state_dict_file(init.checkpoint)
-        skip = init.skip or ["cls_head.*"]
-        if init.source == "image":
-            sd, _report = inflate_state_dict(state, model, mode=mode, skip=skip)
-            model.load_state_dict(sd, strict=False)
-        elif init.source == "video":
-            own = model.state_dict()
-            keep = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-            missing = [k for k in own if k not in keep and not any(fnmatch.fnmatchcase(k, p) for p in skip)]
-            if missing:
-                raise VidpriorError(f"{init.checkpoint}: video checkpoint lacks or mis-shapes {missing[:10]}")
-            model.load_state_dict(keep, strict=False)
-        elif init.source == "official":
-            load_official(model, state, init=mode)
-        elif init.source == "imagenet_resnet":
-            load_imagenet_resnet(model, state, init=mode)
-    if m.sts:
-        from vidprior.layers.sts import STS_OPTIONS
-        from vidprior.models import apply_sts
-
+    if m.sts:  # STS shares the convs' Parameters: weights load the same before or after
         apply_sts(model, m.sts, **{name: getattr(m, name) for name in STS_OPTIONS})  # the model.<option> keys
+    i = cfg.init
+    load_initial_weights(model, source=i.source, path=i.checkpoint, mode=i.mode, skip=i.skip)
     return model
 
 

@@ -129,22 +129,19 @@ class RunCfg:
     train: TrainCfg = field(default_factory=TrainCfg)
 
 
-# the weight sources build_model knows (engine/assembly.py)
-INIT_SOURCES: tuple[str, ...] = ("scratch", "image", "video", "official", "imagenet_resnet")
-
-
 def allowed_values() -> dict[str, tuple[str, ...]]:
     """Allowed values of the keys whose choices belong to the module that implements them."""
     from vidprior.data.backends import BACKENDS
     from vidprior.data.formats import FORMAT_NAMES
     from vidprior.layers.sts import LAYOUTS, STATIC_MODES
+    from vidprior.models.weight_sources import SOURCE_NAMES
 
     return {
         "model.static_mode": STATIC_MODES,
         "model.layout": LAYOUTS,
         "data.format": FORMAT_NAMES,
         "data.backend": BACKENDS,
-        "init.source": INIT_SOURCES,
+        "init.source": SOURCE_NAMES,
     }
 
 

@@ -1,0 +1,122 @@
+"""Where a model's initial weights come from: a small explicit table, name -> loader.
+
+``init.source`` in a run's configuration is one of :data:`SOURCE_NAMES`:
+
+* ``scratch`` -- the model's own initialisation, nothing is read;
+* ``image`` -- a checkpoint of the model's image view (``pretrain``), inflated into the 3D kernels with
+  ``init.mode`` (paper §3.2, Table 9);
+* ``video`` -- a checkpoint of the same 3D model (fine-tuning on another video data set, probing);
+* ``official`` -- the authors' released checkpoints (see :mod:`vidprior.models.checkpoints`);
+* ``imagenet_resnet`` -- a torchvision / timm ImageNet ResNet-50, through the image view.
+
+:func:`load_initial_weights` reads the file and calls the source's loader. Keys matching a glob in ``skip`` stay at
+the model's initialisation for every source (an empty ``skip`` means ``["cls_head.*"]``: a new classifier).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from vidprior.errors import TransferError, VidpriorError, closest
+from vidprior.models.checkpoints import load_imagenet_resnet, load_official
+from vidprior.models.inflate import InflateMode, TransferReport, inflate_state_dict
+
+DEFAULT_SKIP: tuple[str, ...] = ("cls_head.*",)
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a loader gets besides the model: the file's tensors, its path (for messages) and the init options."""
+
+    state: Mapping[str, Tensor]
+    path: str
+    mode: InflateMode
+    skip: tuple[str, ...]
+
+
+Loader = Callable[[nn.Module, LoadRequest], TransferReport]
+
+
+def _matches(key: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def _load_image(model: nn.Module, req: LoadRequest) -> TransferReport:
+    state, report = inflate_state_dict(req.state, model, mode=req.mode, skip=req.skip)
+    model.load_state_dict(state, strict=False)
+    return report
+
+
+def _load_video(model: nn.Module, req: LoadRequest) -> TransferReport:
+    """Same architecture: every tensor the model has, with its shape, except those matching ``skip`` (left at the
+    model's initialisation whether or not the checkpoint has them)."""
+    own = model.state_dict()
+    report = TransferReport()
+    keep: dict[str, Tensor] = {}
+    missing = []
+    for key, value in own.items():
+        if _matches(key, req.skip):
+            report.skipped[key] = "matches skip; kept at initialisation"
+        elif key in req.state and req.state[key].shape == value.shape:
+            keep[key] = req.state[key]
+            report.copied.append(key)
+        else:
+            have = req.state.get(key)
+            missing.append(key if have is None else f"{key} (file {tuple(have.shape)}, model {tuple(value.shape)})")
+    if missing:
+        raise TransferError(
+            f"{req.path}: the video checkpoint lacks or mis-shapes {len(missing)} tensor(s) of the model: "
+            f"{', '.join(missing[:10])}; list keys to leave at initialisation in init.skip"
+        )
+    model.load_state_dict(keep, strict=False)
+    return report
+
+
+def _load_official(model: nn.Module, req: LoadRequest) -> TransferReport:
+    return load_official(model, req.state, init=req.mode)
+
+
+def _load_imagenet_resnet(model: nn.Module, req: LoadRequest) -> TransferReport:
+    return load_imagenet_resnet(model, req.state, init=req.mode)
+
+
+# name -> loader; ``scratch`` has none (nothing is read)
+WEIGHT_SOURCES: dict[str, Loader | None] = {
+    "scratch": None,
+    "image": _load_image,
+    "video": _load_video,
+    "official": _load_official,
+    "imagenet_resnet": _load_imagenet_resnet,
+}
+SOURCE_NAMES: tuple[str, ...] = tuple(WEIGHT_SOURCES)
+
+
+def load_initial_weights(
+    model: nn.Module,
+    *,
+    source: str,
+    path: str | None = None,
+    mode: InflateMode = "center",
+    skip: Sequence[str] = (),
+) -> TransferReport | None:
+    """Load ``model``'s initial weights from ``path`` as ``source`` describes (see the module doc).
+
+    Returns the loader's report (``None`` for ``scratch``). Raises :class:`~vidprior.errors.VidpriorError` for an
+    unknown source or a missing path, :class:`~vidprior.errors.TransferError` for weights that do not fit.
+    """
+    if source not in WEIGHT_SOURCES:
+        raise VidpriorError(f"init.source={source!r}{closest(source, SOURCE_NAMES)}; expected one of {SOURCE_NAMES}")
+    loader = WEIGHT_SOURCES[source]
+    if loader is None:
+        return None
+    if path is None:
+        raise VidpriorError(f"init.checkpoint is required for init.source={source!r}")
+    from vidprior.utils.io import load_state_dict_file
+
+    state = load_state_dict_file(path)
+    mode = mode if isinstance(mode, (str, Mapping)) else tuple(mode)
+    return loader(model, LoadRequest(state=state, path=str(path), mode=mode, skip=tuple(skip) or DEFAULT_SKIP))
