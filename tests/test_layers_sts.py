@@ -12,7 +12,7 @@ from torch import nn
 
 from vidprior import STSConv3d, profile
 from vidprior.errors import StsShapeError, UnsupportedConvError
-from vidprior.layers.sts import parse_static_ratio
+from vidprior.layers.sts import STATIC_MODES, parse_static_ratio
 
 DT = torch.float64
 KERNELS = [(3, 1, 1), (3, 3, 3)]
@@ -445,3 +445,27 @@ def test_shift_sum_gradcheck_with_partial_segments(tap_dim, channel_dim):
     y = shift_sum(z, tap_dim=tap_dim, channel_dim=channel_dim, segments=segments)
     centre = z.select(tap_dim, 1)
     torch.testing.assert_close(y.select(channel_dim, 5), centre.select(channel_dim, 5))
+
+
+# ---------------------------------------------------------------------------------------------------------- mode table
+def test_every_static_mode_in_the_table_is_accepted_and_documented():
+    from vidprior.layers.sts_modes import STATIC_MODE_SPECS
+
+    assert tuple(STATIC_MODE_SPECS) == STATIC_MODES
+    for name, spec in STATIC_MODE_SPECS.items():
+        assert spec.name == name and spec.summary
+        assert all(side.tap in (0, 2) for side in spec.side_slices)
+        for kernel in KERNELS:
+            conv, sts = _make(kernel, "1", (1, 1, 1), static_mode=name)
+            x = torch.randn(1, 8, 3, 5, 5, dtype=DT)
+            assert sts(x).shape == conv(x).shape
+            # the table's MAC claim: side slices become as many taps as they had
+            macs = profile(nn.Sequential(sts), (1, 8, 3, 5, 5)).macs_by_op["conv"]
+            full = profile(nn.Sequential(conv), (1, 8, 3, 5, 5)).macs_by_op["conv"]
+            assert (macs == full) == spec.equal_macs or kernel[1] == 1
+        official = dict(kernel_size=3, padding=1, static_mode=name, layout="official")
+        if spec.official:
+            STSConv3d(4, 4, **official)
+        else:
+            with pytest.raises(UnsupportedConvError, match=f"no {name} mode"):
+                STSConv3d(4, 4, **official)

@@ -2,10 +2,14 @@
 
 from vidprior.layers.convert import ConversionReport, from_sts, sts_eligibility, to_sts
 from vidprior.layers.sts import STSConv3d, parse_static_ratio, sts_support
+from vidprior.layers.sts_modes import STATIC_MODE_SPECS, STATIC_MODES, StaticModeSpec
 
 __all__ = [
+    "STATIC_MODES",
+    "STATIC_MODE_SPECS",
     "ConversionReport",
     "STSConv3d",
+    "StaticModeSpec",
     "from_sts",
     "parse_static_ratio",
     "sts_eligibility",
