@@ -8,7 +8,7 @@ from vidprior.models.base import ClsHead, VideoClassifier, count_sts_layers
 from vidprior.models.image_view import image_model
 
 # family modules: importing them registers their builders
-from vidprior.models import r2plus1d, resnet3d, slowfast, x3d  # noqa: F401  isort: skip
+from vidprior.models import r2plus1d, resnet3d, slowfast, tiny, x3d  # noqa: F401  isort: skip
 from vidprior.models.inflate import (
     TransferReport,
     deflate_state_dict,

@@ -287,19 +287,4 @@ def csn50(
     )
 
 
-@register_model
-def slowonly_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoClassifier:
-    """Quarter-width (16), one block per stage SlowOnly: for tests and the quickstart. No zero-init of the residual
-    BNs: in the quickstart's short schedules it slowed learning (digit pre-training 53% -> 79% without it)."""
-    return slowonly50(
-        num_classes=num_classes, dropout=dropout, base_channels=16, stage_blocks=(1, 1, 1, 1), zero_init_residual=False
-    )
-
-
-@register_model
-def csn_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoClassifier:
-    """Quarter-width (16), one block per stage ir-CSN: for tests and the quickstart."""
-    return csn50(num_classes=num_classes, dropout=dropout, base_channels=16, stage_blocks=(1, 1, 1, 1))
-
-
 __all__ = ["Bottleneck3d", "ResNet3d", "csn50", "resnet50_3x1x1", "resnet50_3x3x3", "slowonly50"]
