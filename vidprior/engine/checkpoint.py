@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from vidprior.errors import VidpriorError
 
@@ -62,8 +63,12 @@ def _fsync_dir(path: Path) -> None:
 
 @dataclass(frozen=True)
 class CheckpointInfo:
+    """A committed checkpoint folder; ``valid`` / ``problem`` are set by :func:`list_checkpoints` ``(check=True)``."""
+
     path: Path
     step: int
+    valid: bool | None = None
+    problem: str | None = None
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -78,14 +83,41 @@ def save_checkpoint(
     model_state: dict[str, torch.Tensor] | None = None,
     keep_last: int = 3,
 ) -> Path:
-    """Write ``state`` (and the model weights as safetensors) atomically as checkpoint ``step``; prune old ones."""
+    """Write ``state`` (and the model weights as safetensors) atomically as checkpoint ``step``; prune old ones.
+
+    A failed write (disk full, file-size limit, I/O error) removes the partial ``.tmp`` folder, leaves every earlier
+    checkpoint untouched and raises :class:`CheckpointError` naming the folder and the cause: never a silent success.
+    """
     root = checkpoint_dir(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f"step_{step:08d}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        _write_files(tmp, step, state, model_state)
+        if final.exists():  # re-saving the same step (e.g. after a resume): move the old one aside, then replace
+            old = root / f"step_{step:08d}.old.tmp"  # a ``.tmp`` name: cleaned up by the next prune
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except (OSError, RuntimeError, SafetensorError) as e:  # torch.save reports a failed write as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = find_latest(run_dir)
+        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{root}: could not save checkpoint step {step} ({cause}); "
+            + (f"the previous checkpoint {prev.path.name} is intact" if prev else "no earlier checkpoint exists")
+            + ". Free disk space (or raise the file-size limit) and resume with --resume auto"
+        ) from None
+    prune(run_dir, keep_last)
+    return final
+
+
+def _write_files(tmp: Path, step: int, state: dict[str, Any], model_state: dict[str, torch.Tensor] | None) -> None:
+    """Write and fsync the payload files and, last, the manifest (the commit marker) into ``tmp``."""
     torch.save(state, tmp / STATE)
     files = [STATE]
     if model_state is not None:
@@ -106,12 +138,6 @@ def save_checkpoint(
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if final.exists():  # re-saving the same step (e.g. after a resume): replace it atomically enough
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    prune(run_dir, keep_last)
-    return final
 
 
 def verify(path: str | Path) -> dict[str, Any]:
@@ -123,19 +149,30 @@ def verify(path: str | Path) -> dict[str, Any]:
     try:
         manifest = json.loads(mf.read_text())
         files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{mf}: unreadable manifest ({e})") from None
-    for name, meta in files.items():
+        expected = {name: (int(meta["bytes"]), str(meta["sha256"])) for name, meta in files.items()}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{mf}: unreadable manifest ({type(e).__name__}: {e})") from None
+    if STATE not in expected:
+        raise CheckpointError(f"{mf}: the manifest does not list {STATE}")
+    for name, (size, digest) in expected.items():
         f = p / name
         if not f.is_file():
             raise CheckpointError(f"{f}: listed in the manifest but missing")
-        if f.stat().st_size != meta["bytes"] or _sha256(f) != meta["sha256"]:
+        try:
+            ok = f.stat().st_size == size and _sha256(f) == digest
+        except OSError as e:
+            raise CheckpointError(f"{f}: unreadable ({e})") from None
+        if not ok:
             raise CheckpointError(f"{f}: checksum mismatch (corrupt or partially written)")
     return manifest
 
 
-def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
-    """Committed checkpoints (no ``.tmp``), oldest first (not verified)."""
+def list_checkpoints(run_dir: str | Path, *, check: bool = False) -> list[CheckpointInfo]:
+    """Committed checkpoints (no ``.tmp``), oldest first.
+
+    With ``check=True`` each one is verified against its manifest: ``info.valid`` and ``info.problem`` (why it is
+    damaged) are filled in; otherwise ``info.valid`` is ``None`` (not checked).
+    """
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return []
@@ -144,29 +181,61 @@ def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
         m = _NAME.match(d.name)
         if m and d.is_dir():
             out.append(CheckpointInfo(d, int(m.group(1))))
-    return sorted(out, key=lambda c: c.step)
+    out.sort(key=lambda c: c.step)
+    if check:
+        out = [_checked(info) for info in out]
+    return out
+
+
+def _checked(info: CheckpointInfo) -> CheckpointInfo:
+    try:
+        verify(info.path)
+    except CheckpointError as e:
+        return CheckpointInfo(info.path, info.step, valid=False, problem=str(e))
+    return CheckpointInfo(info.path, info.step, valid=True)
 
 
 def find_latest(run_dir: str | Path) -> CheckpointInfo | None:
     """The newest checkpoint that verifies against its manifest (corrupt or incomplete ones are skipped)."""
     for info in reversed(list_checkpoints(run_dir)):
-        try:
-            verify(info.path)
-        except CheckpointError:
-            continue
-        return info
+        info = _checked(info)
+        if info.valid:
+            return info
     return None
 
 
+def damaged_report(run_dir: str | Path) -> str | None:
+    """``None`` if the run folder has a valid checkpoint or none at all; otherwise a one-line message listing every
+    damaged checkpoint with its reason (for ``--resume auto`` to refuse to start over silently)."""
+    infos = list_checkpoints(run_dir, check=True)
+    if not infos or any(i.valid for i in infos):
+        return None
+    reasons = "; ".join(f"{i.path.name}: {i.problem}" for i in reversed(infos))
+    return f"every checkpoint in {checkpoint_dir(run_dir)} is damaged ({len(infos)}): {reasons}"
+
+
 def prune(run_dir: str | Path, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` committed checkpoints, and stale ``.tmp`` folders."""
+    """Keep the newest ``keep_last`` VALID checkpoints; delete older ones and stale ``.tmp`` folders.
+
+    Every checkpoint is verified first: a damaged one never counts toward ``keep_last``, so the newest valid
+    checkpoint is never deleted however many damaged ones have higher step numbers. A damaged checkpoint older
+    than the oldest kept valid one is deleted (it can never be resumed); newer damaged ones are left for inspection.
+    """
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return
     for d in root.glob("step_*.tmp"):
         shutil.rmtree(d, ignore_errors=True)
-    if keep_last > 0:
-        for info in list_checkpoints(run_dir)[:-keep_last]:
+    if keep_last <= 0:
+        return
+    infos = list_checkpoints(run_dir, check=True)
+    valid = [i for i in infos if i.valid]
+    if not valid:
+        return
+    kept = valid[-keep_last:]
+    oldest_kept = kept[0].step
+    for info in infos:
+        if info.step < oldest_kept:
             shutil.rmtree(info.path, ignore_errors=True)
 
 
