@@ -91,3 +91,40 @@ def test_models_command_lists_sizes_from_the_registry():
         assert row["sts_layers"] == len(model.sts_layers)
     bad = subprocess.run([sys.executable, "-m", "vidprior", "models", "nope*"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no model matches" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_every_command_comes_from_the_table_and_is_listed():
+    from vidprior.cli import COMMANDS, build_parser
+
+    names = [row[0] for row in COMMANDS]
+    assert len(set(names)) == len(names) and all(len(row) == 4 for row in COMMANDS)
+    _, parsers = build_parser()
+    assert list(parsers) == names
+    help_text = _module("--help").stdout
+    for name, help_, _add, _run in COMMANDS:
+        assert re.search(rf"^\s+{name}\b", help_text, re.MULTILINE), name
+        assert help_.split()[0] in help_text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["finetune", "-c", "r.yaml", "--resume", "auto", "optim.lr=0.1", "out=o"],
+        ["finetune", "optim.lr=0.1", "-c", "r.yaml", "--resume", "auto", "out=o"],
+        ["finetune", "--resume", "auto", "optim.lr=0.1", "--dry-run", "out=o", "-c", "r.yaml"],
+    ],
+)
+def test_overrides_are_accepted_anywhere_on_the_line(argv):
+    from vidprior.cli import parse_args
+
+    args = parse_args(argv)
+    assert args.command == "finetune" and args.config == "r.yaml" and args.resume == "auto"
+    assert args.overrides == ["optim.lr=0.1", "out=o"]
+
+
+def test_override_after_resume_auto_reaches_the_config(tmp_path):
+    # through the real command: the override after `--resume auto` is applied (a bad value names the key)
+    result = _module("finetune", "--resume", "auto", "data.train=t.txt", "optim.lr=-1", "--dry-run")
+    assert result.returncode == 2 and "optim.lr=-1" in result.stderr and "unrecognized" not in result.stderr
+    result = _module("finetune", "--resume", "auto", "--no-such-flag", "optim.lr=0.1")
+    assert result.returncode == 2 and "unrecognized arguments: --no-such-flag" in result.stderr

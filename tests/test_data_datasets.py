@@ -6,6 +6,7 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -129,11 +130,13 @@ def test_broken_decoder_stops_within_50_samples(tmp_path):
 
 
 class _Hanging(RobustDataset):
-    """Index 0 hangs (like a decoder stuck on a file); others load instantly."""
+    """Index 0 hangs (like a decoder stuck on a file) until ``release`` is set; others load instantly."""
+
+    release = threading.Event()  # set by the test when done, so the abandoned thread does not delay the exit
 
     def _load(self, index, rng):
         if index == 0:
-            time.sleep(30)
+            self.release.wait(30)
         return {"value": index}
 
     def path_of(self, index):
@@ -143,7 +146,10 @@ class _Hanging(RobustDataset):
 def test_decode_timeout_abandons_a_hanging_file():
     ds = _Hanging(10, decode_timeout=0.5, max_bad_fraction=1.0)
     t0 = time.perf_counter()
-    sample = ds[0]
+    try:
+        sample = ds[0]
+    finally:
+        _Hanging.release.set()
     assert time.perf_counter() - t0 < 5
     assert sample["value"] != 0 and ds.skipped == {"file0.mp4": ("timeout", "no result within 0.5 s")}
     assert ds[3]["value"] == 3  # a fresh decode thread serves the next samples

@@ -367,3 +367,98 @@ def test_precise_bn_recomputes_exact_statistics():
     per_batch_var = torch.stack([b.transpose(0, 1).flatten(1).var(1, unbiased=True) for b in batches])
     torch.testing.assert_close(bn.running_var, per_batch_var.mean(0))
     assert bn.momentum == 0.1  # restored
+
+
+def test_resume_auto_with_every_checkpoint_damaged_says_so_unless_allowed_to_restart(data, tmp_path):
+    out = tmp_path / "run"
+    assert run("finetune", *_k400(data, out), "optim.epochs=1").returncode == 0
+    from vidprior.engine.checkpoint import list_checkpoints
+
+    damaged = list_checkpoints(out)
+    assert len(damaged) >= 2
+    for info in damaged:
+        state = info.path / "state.pt"
+        state.write_bytes(state.read_bytes()[:100])  # truncated: the manifest's checksum no longer matches
+    # an override after `--resume auto` is accepted; the damaged checkpoints are listed with the reason
+    res = run("finetune", *_k400(data, out), "--resume", "auto", "optim.epochs=1")
+    assert res.returncode == 2, res.stderr[-2000:]
+    line = res.stderr.strip()
+    assert line.count("\n") == 0 and "are damaged" in line and "--allow-restart" in line, line
+    assert all(info.path.name in line for info in damaged) and "checksum mismatch" in line
+    res = run("finetune", "--resume", "auto", *_k400(data, out), "--allow-restart", "optim.epochs=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "starting over (--allow-restart)" in res.stderr
+    assert _final_state(out)["train_state"]["step"] == CLASSES * 8 // 4
+
+
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+
+
+def _torchrun_fault(*args: str, timeout_s: int | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    if timeout_s is not None:
+        env["VIDPRIOR_DIST_TIMEOUT_S"] = str(timeout_s)
+    cmd = [TORCHRUN, "--nproc_per_node=2", f"--master_port={free_port()}", str(FAULT_TRAIN), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TORCHRUN is None, reason="needs torchrun")
+def test_non_finite_loss_on_one_rank_is_the_same_decision_on_every_rank(data, tmp_path):
+    out = tmp_path / "run"
+    res = _torchrun_fault(
+        "--nan-from-step", "3", "--nan-rank", "1", "finetune", *_k400(data, out), "train.max_nonfinite_steps=2"
+    )
+    assert res.returncode != 0
+    # rank 0's own losses stay finite, yet it skips the same steps and stops with the same error as rank 1
+    stops = [ln for ln in res.stderr.splitlines() if "fault_train: error: 2 steps in a row had a non-finite" in ln]
+    assert len(stops) == 2, res.stderr[-3000:]
+    state = _final_state(out)
+    assert state["train_state"]["step"] == 2 and state["world_size"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TORCHRUN is None, reason="needs torchrun")
+def test_a_stuck_peer_fails_the_run_within_the_time_out(data, tmp_path):
+    res = _torchrun_fault(
+        "--stall-at-step", "3", "--stall-rank", "1", "finetune", *_k400(data, tmp_path / "run"), timeout_s=15
+    )
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if "fault_train: error:" in ln]
+    assert errors and "another process did not answer within 15 s" in errors[0], res.stderr[-3000:]
+    assert "VIDPRIOR_DIST_TIMEOUT_S" in errors[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(TORCHRUN is None, reason="needs torchrun")
+def test_bad_files_on_one_rank_stop_every_rank(data, tmp_path):
+    videos = data / "videos"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for k in range(6):
+        (bad / f"bad{k}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))  # a header, no video
+    lines = (data / "train.txt").read_text().splitlines()
+    rows = [f"{videos / ln.split()[0]} {ln.split()[1]}" for ln in lines] + [f"{bad}/bad{k}.mp4 0" for k in range(6)]
+    (tmp_path / "train.txt").write_text("\n".join(rows) + "\n")
+    args = [*_k400(data, tmp_path / "run"), f"data.train={tmp_path / 'train.txt'}", "data.max_bad_fraction=0.05"]
+    res = _torchrun_fault("finetune", *args, timeout_s=120)
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if "fault_train: error:" in ln]
+    assert errors and "max_bad_fraction" in errors[0], res.stderr[-3000:]
+    assert not any("did not answer" in e for e in errors)  # the other process was stopped, not left waiting
+
+
+def test_every_process_gets_the_same_number_of_batches():
+    """Whatever the data set size, no process runs out of batches before the others (which would hang them)."""
+    from vidprior.engine.distributed import ResumableSampler
+
+    for n in range(1, 30):
+        for world in (2, 3):
+            for drop_last in (False, True):
+                if drop_last and n < 2 * world:
+                    continue
+                lens = {
+                    len(list(ResumableSampler(n, batch_size=2, rank=r, world_size=world, drop_last=drop_last)))
+                    for r in range(world)
+                }
+                assert len(lens) == 1, (n, world, drop_last, lens)

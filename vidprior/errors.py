@@ -15,6 +15,10 @@ class ConfigError(VidpriorError, ValueError):
     """A configuration value is unknown, mistyped or impossible (the message names the key and the value)."""
 
 
+class PeerError(VidpriorError, RuntimeError):
+    """Another process of a distributed run did not answer within the time-out, or its connection broke."""
+
+
 class UnsupportedConvError(VidpriorError, ValueError):
     """A convolution cannot be expressed as an STS convolution (kernel, dilation, padding...)."""
 

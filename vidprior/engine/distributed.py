@@ -7,21 +7,62 @@ gloo on CPU) and train through ``DistributedDataParallel``. One process without 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
+import re
 from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from vidprior.errors import VidpriorError
+from vidprior.errors import ConfigError, PeerError, VidpriorError
 
 
 def env_world() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) from torchrun's environment (0, 1, 0 without it)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+TIMEOUT_ENV = "VIDPRIOR_DIST_TIMEOUT_S"
+
+
+def peer_timeout_s() -> float:
+    """How long a process waits for the others in a collective before giving up: ``VIDPRIOR_DIST_TIMEOUT_S``
+    seconds (default 1800). A stuck peer then fails the run with :class:`~vidprior.errors.PeerError` instead of
+    hanging it; a peer that exits is noticed by torchrun, which stops the others at once."""
+    raw = os.environ.get(TIMEOUT_ENV, "1800")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds > 0")
+    return value
+
+
+@contextlib.contextmanager
+def peer_errors():
+    """Turn a failed or timed-out collective of ``torch.distributed`` into one :class:`PeerError` line."""
+    try:
+        yield
+    except PeerError:
+        raise
+    except (dist.DistError, RuntimeError) as e:
+        text = str(e)
+        if not dist.is_initialized() or (not isinstance(e, dist.DistError) and not _PEER_WORDS.search(text)):
+            raise
+        first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
+        raise PeerError(
+            f"process {dist.get_rank()} of {dist.get_world_size()}: another process did not answer within "
+            f"{peer_timeout_s():g} s or its connection broke ({first}); it may be stuck or dead. Check the other "
+            f"processes' logs; {TIMEOUT_ENV} sets the time-out"
+        ) from None
+
+
+_PEER_WORDS = re.compile(r"timed? ?out|timeout|connection|peer|gloo|nccl", re.IGNORECASE)
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
@@ -33,8 +74,7 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(local)
-        # a dead peer must not hang the others forever (torchrun restarts the group); default 30 min
-        timeout = datetime.timedelta(seconds=float(os.environ.get("VIDPRIOR_DIST_TIMEOUT_S", 1800)))
+        timeout = datetime.timedelta(seconds=peer_timeout_s())
         # After torchrun restarts the workers, the rendezvous store still holds the previous round's addresses;
         # a per-restart key prefix keeps the new processes from connecting to dead peers.
         restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")

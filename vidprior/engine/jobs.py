@@ -22,7 +22,7 @@ from vidprior.data.sampling import make_sampler
 from vidprior.engine.assembly import build_model, image_dataset, macs_per_sample, records_hash, video_dataset
 from vidprior.engine.callbacks import Callback
 from vidprior.engine.config import ConfigError, RunCfg, check_paths, save_yaml, validate
-from vidprior.engine.distributed import env_world, init_distributed, is_main
+from vidprior.engine.distributed import env_world, init_distributed, is_main, peer_errors
 from vidprior.errors import VidpriorError
 
 
@@ -131,7 +131,8 @@ def run_training(
         run_env=run_env,
         callbacks=callbacks,
     )
-    return trainer.fit(resume=resume, progress=progress)
+    with peer_errors():  # a stuck or lost peer: one line, within the time-out
+        return trainer.fit(resume=resume, progress=progress)
 
 
 def run_test(cfg: RunCfg, *, weights: str | None = None, progress: bool = True) -> dict[str, Any]:
