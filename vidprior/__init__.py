@@ -6,7 +6,7 @@ fine-tune on video with the Spatial-Temporal Separable (STS) convolution.
 """
 
 from vidprior.errors import VidpriorError
-from vidprior.layers import ConversionReport, STSConv3d, from_sts, to_sts
+from vidprior.layers import ConversionReport, STSConv3d, from_sts, fuse_sts, to_sts
 from vidprior.models import create_model, image_model, list_models
 from vidprior.models.inflate import (
     TransferReport,
@@ -32,6 +32,7 @@ __all__ = [
     "deflate_state_dict",
     "deflate_weight",
     "from_sts",
+    "fuse_sts",
     "image_model",
     "inflate_state_dict",
     "inflate_weight",

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from vidprior.errors import StsShapeError, UnsupportedConvError, closest
 from vidprior.layers._fast_paths import forward_depthwise_frames, forward_shift, use_frames_path, use_shift_path
+from vidprior.layers.sts_infer import FusedForm, build_form, run_form
 from vidprior.layers.sts_modes import STATIC_MODE_SPECS, STATIC_MODES
 from vidprior.layers.sts_plan import branch_forward
 
@@ -302,6 +303,8 @@ class STSConv3d(nn.Conv3d):
         if self.num_static == 0:
             return self._conv_forward(input, self.weight, self.bias)
         self._check_input(input)
+        if not self.training and self._inference_form_applies():
+            return run_form(self, input, self._cached_form())
         if use_shift_path(self):
             return forward_shift(self, input)
         if use_frames_path(self):
@@ -333,6 +336,32 @@ class STSConv3d(nn.Conv3d):
                     f"flattened stride-{s * s} convolution cannot be reshaped otherwise); got H={h}, W={w}. "
                     "Use layout='zero_pad' or an input size divisible by the stride"
                 )
+
+    # eval(): the inference form (sts_infer.py), prepared once and rebuilt when the weights change (in place or
+    # replaced: version counter and storage) or after train(). Not while a weight gradient is wanted, and not while
+    # compiling or tracing (the training form is the traceable one; vidprior.fuse_sts gives a fixed module).
+    def _inference_form_applies(self) -> bool:
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return False
+        return not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+
+    def _form_key(self) -> tuple:
+        key: tuple = (self.weight._version, self.weight.data_ptr(), self.weight.dtype, self.weight.device)
+        if self.bias is not None:
+            key += (self.bias._version, self.bias.data_ptr(), self.bias.dtype)
+        return key
+
+    def _cached_form(self) -> FusedForm:
+        key = self._form_key()
+        cache = self.__dict__.get("_form_cache")
+        if cache is None or cache[0] != key:
+            cache = (key, build_form(self))
+            self.__dict__["_form_cache"] = cache
+        return cache[1]
+
+    def train(self, mode: bool = True) -> STSConv3d:
+        self.__dict__.pop("_form_cache", None)
+        return super().train(mode)
 
     def _use_shift_path(self) -> bool:
         return use_shift_path(self)

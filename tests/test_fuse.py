@@ -1,0 +1,121 @@
+"""The inference form of STS (vidprior.fuse_sts and eval()'s cached form) equals the training form."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+import vidprior
+from vidprior import STSConv3d, fuse_sts
+from vidprior.layers.fuse import FusedSTSConv3d
+from vidprior.layers.sts_modes import STATIC_MODES
+
+DT = torch.float64
+CL = torch.channels_last_3d
+
+
+def _layer(kernel, groups, stride, *, mode, layout="zero_pad", ratio=0.5, bias=True, padding=None):
+    cin = cout = 8
+    k = kernel[1]
+    pad = (1, k // 2, k // 2) if padding is None else padding
+    return STSConv3d(
+        cin, cout, kernel, stride, pad, groups=groups, bias=bias, dtype=DT,
+        static_mode=mode, static_ratio=ratio, static_dilation=2, layout=layout,
+    )  # fmt: skip
+
+
+def _cases():
+    for kernel, groups, stride, mode, ratio in itertools.product(
+        [(3, 1, 1), (3, 3, 3)], [1, 2, 8], [(1, 1, 1), (1, 2, 2), (2, 1, 1)], STATIC_MODES, [0.5, 1.0]
+    ):
+        yield kernel, groups, stride, mode, ratio, "zero_pad"
+    for kernel, stride, groups in itertools.product([(3, 1, 1), (3, 3, 3)], [(1, 1, 1), (1, 2, 2)], [1, 8]):
+        if kernel[1] == 1 and stride != (1, 1, 1):
+            continue  # not covered by the official layout
+        yield kernel, groups, stride, "cross", 0.5, "official"
+
+
+@pytest.mark.parametrize("kernel,groups,stride,mode,ratio,layout", list(_cases()))
+def test_inference_form_equals_training_form(kernel, groups, stride, mode, ratio, layout):
+    sts = _layer(kernel, groups, stride, mode=mode, layout=layout, ratio=ratio)
+    fused = FusedSTSConv3d(sts)
+    for size, channels_last in itertools.product([(5, 6, 8), (1, 4, 6)], [False, True]):
+        x = torch.randn(2, 8, *size, dtype=DT)
+        if channels_last:
+            x = x.contiguous(memory_format=CL)
+        ref = sts.train()(x)
+        with torch.no_grad():
+            cached = sts.eval()(x)
+        got = fused(x)
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+        torch.testing.assert_close(cached, ref, rtol=0, atol=1e-5)
+        if channels_last and layout == "zero_pad":  # the layout is kept: no copy back to NCDHW
+            assert got.is_contiguous(memory_format=CL), got.stride()
+
+
+@pytest.mark.parametrize("padding", [(0, 0, 0), (2, 2, 2), (1, 0, 2)])
+def test_inference_form_with_any_padding(padding):
+    for groups, mode in itertools.product([1, 8], STATIC_MODES):
+        sts = _layer((3, 3, 3), groups, (1, 2, 1), mode=mode, padding=padding)
+        x = torch.randn(2, 8, 5, 9, 7, dtype=DT)
+        torch.testing.assert_close(FusedSTSConv3d(sts)(x), sts(x), rtol=0, atol=1e-5)
+
+
+def test_float32_within_1e5_on_a_model_and_state_dict_kept():
+    model = vidprior.create_model("x3d_tiny", num_classes=5, sts=True).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    keys = list(model.state_dict())
+    with torch.no_grad():
+        torch.set_grad_enabled(True)
+        ref = model.train()(x).detach()  # BN in train mode would differ: compare eval to eval below
+        model.eval()
+        ref = torch.cat([model(x[i : i + 1]) for i in range(2)]).detach()
+        cached = model(x)
+    n_sts = sum(isinstance(m, STSConv3d) for m in model.modules())
+    assert n_sts > 0
+    fused = fuse_sts(model)
+    assert sum(isinstance(m, FusedSTSConv3d) for m in fused.modules()) == n_sts
+    assert list(fused.state_dict()) == keys  # weights keep their names
+    with torch.no_grad():
+        got = fused(x)
+        got_cl = fused(x.contiguous(memory_format=CL))
+    for y in (cached, got, got_cl):
+        torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
+
+
+def test_cached_form_follows_weight_changes_and_train():
+    sts = _layer((3, 3, 3), 8, (1, 1, 1), mode="cross").eval()
+    x = torch.randn(1, 8, 4, 6, 6, dtype=DT)
+    with torch.no_grad():
+        a = sts(x)
+        sts.weight.mul_(2)  # in place: the version counter moves
+        b = sts(x)
+        torch.testing.assert_close(b - sts.bias.view(1, -1, 1, 1, 1), 2 * (a - sts.bias.view(1, -1, 1, 1, 1)))
+        sts.weight = nn.Parameter(torch.zeros_like(sts.weight))  # replaced: a new storage
+        c = sts(x)
+        torch.testing.assert_close(c, sts.bias.view(1, -1, 1, 1, 1).expand_as(c))
+    assert "_form_cache" in sts.__dict__
+    sts.train()
+    assert "_form_cache" not in sts.__dict__
+
+
+def test_eval_with_weight_gradients_uses_the_training_form():
+    sts = _layer((3, 3, 3), 1, (1, 1, 1), mode="cross").eval()
+    sts(torch.randn(1, 8, 3, 5, 5, dtype=DT)).sum().backward()
+    assert sts.weight.grad is not None and sts.weight.grad.abs().sum() > 0
+    assert "_form_cache" not in sts.__dict__
+
+
+def test_fused_module_follows_dtype_and_exports_to_onnx(tmp_path):
+    onnx = pytest.importorskip("onnxruntime")
+    sts = STSConv3d(4, 6, (3, 3, 3), padding=1)
+    fused = fuse_sts(sts).double().float()
+    x = torch.randn(1, 4, 3, 6, 6)
+    torch.testing.assert_close(fused(x), sts(x), rtol=0, atol=1e-5)
+    path = tmp_path / "sts.onnx"
+    torch.onnx.export(fused, (x,), str(path), input_names=["x"], dynamo=False)
+    out = onnx.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), sts(x).detach(), rtol=0, atol=1e-5)
