@@ -270,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--seeds", type=int, default=None, help="number of seeds (default: as many as fit the budget)")
     qs.add_argument("--time-budget", type=float, default=8.0, help="minutes; more seeds run while they fit")
     qs.set_defaults(func=_cmd_quickstart)
+
+    from vidprior.analysis.commands import COMMANDS  # gradcam, kernels, predict, export, profile
+
+    for name, help_, add_arguments, run in COMMANDS:
+        add_arguments(cmd := sub.add_parser(name, help=help_))
+        cmd.set_defaults(func=run)
     return parser
 
 
