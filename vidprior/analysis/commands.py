@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from vidprior.analysis.source import add_source_arguments, source_from_args
+from vidprior.analysis.source import add_source_arguments, add_view_arguments, apply_view_arguments, source_from_args
 from vidprior.errors import VidpriorError
 
 
@@ -23,13 +23,14 @@ def _gradcam_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", default=None, help="module name, e.g. backbone.layer3 (default: the last stage)")
     p.add_argument("--tap", type=int, choices=[-1, 0, 1], default=None, help="slice network t1/t2/t3 (paper Fig. 1)")
     p.add_argument("--out", default="gradcam", help="output folder (default ./gradcam)")
+    add_view_arguments(p)
 
 
 def _gradcam_run(args: argparse.Namespace) -> int:
     from vidprior.analysis.gradcam import display_frames, gradcam, save_outputs
     from vidprior.analysis.predict import load_views
 
-    src = source_from_args(args)
+    src = apply_view_arguments(source_from_args(args), args)
     clip = load_views(args.video, geometry=src.geometry, crop_size=src.crop_size, short_side=src.short_side)[0]
     result = gradcam(src.model, clip, target=args.target, layer=args.layer, tap=args.tap)
     names = src.class_names
@@ -84,6 +85,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of the table")
+    add_view_arguments(p)
 
 
 LIST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
@@ -114,7 +116,7 @@ def _predict_run(args: argparse.Namespace) -> int:
 
     from vidprior.analysis.predict import format_table, predict
 
-    src = source_from_args(args)
+    src = apply_view_arguments(source_from_args(args), args)
     if args.classes:
         from vidprior.data.lists import read_class_names
 

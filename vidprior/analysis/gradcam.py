@@ -3,9 +3,9 @@
 The maps come from ``pytorch_grad_cam`` (the ``grad-cam`` package), which handles 5-D activations
 ``(N, C, T', H', W')``: channel weights are the gradients averaged over time and space, the map is
 ``relu(sum_c w_c * A_c)`` over ``(T', H', W')``, scaled to 0..1 over the whole clip and resized to the clip's
-``(T, H, W)`` (tests/test_tool_gradcam.py checks this against a hand computation). For a slice network
-(``tap=-1|0|1``: the 2D network holding one temporal slice of every 3D kernel, the paper's t1/t2/t3) each frame
-goes through the 2D network on its own and gets its own 2-D map.
+``(T, H, W)`` with a cubic spline (tests/test_tool_gradcam.py checks this against a hand computation). For a slice
+network (``tap=-1|0|1``: the 2D network holding one temporal slice of every 3D kernel, the paper's t1/t2/t3) each
+frame goes through the 2D network on its own and gets its own 2-D map, computed here (see :func:`_frame_cams`).
 """
 
 from __future__ import annotations
@@ -96,11 +96,40 @@ def gradcam(
     if not 0 <= cls < logits.shape[-1]:
         raise VidpriorError(f"--class {cls}: the model has classes 0..{logits.shape[-1] - 1}")
     name = layer or default_layer(net, x[:1])
-    targets = [ClassifierOutputTarget(cls)] * x.shape[0]
-    with GradCAM(model=net, target_layers=[_module(net, name)]) as cam:
-        maps = cam(input_tensor=x, targets=targets)  # (1, T, H, W) for a clip; (T, H, W) for frames
-    maps = np.asarray(maps, dtype=np.float32).reshape(clip.shape[1], clip.shape[2], clip.shape[3])
+    if tap is None:
+        with GradCAM(model=net, target_layers=[_module(net, name)]) as cam:
+            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(cls)])  # (1, T, H, W), 0..1 over the clip
+        maps = np.asarray(maps, dtype=np.float32)[0]
+    else:
+        maps = _frame_cams(net, _module(net, name), x, cls)
     return CamResult(maps=np.clip(maps, 0.0, 1.0), target=cls, predicted=predicted, layer=name, tap=tap)
+
+
+def _frame_cams(net: nn.Module, layer: nn.Module, frames: Tensor, cls: int) -> np.ndarray:
+    """Grad-CAM of each frame ``(T, C, H, W)`` through a 2D network, scaled to 0..1 over the whole clip.
+
+    Written here rather than taken from ``pytorch_grad_cam``: for 4-D input the library scales each image's map to
+    0..1 on its own, so the frames of one clip could not be compared, and a map of one pixel per frame (the last
+    stage of a small input) becomes all zeros."""
+    store: dict[str, Tensor] = {}
+
+    def keep(_m, _i, out: Tensor) -> None:
+        store["act"] = out
+        out.register_hook(lambda g: store.__setitem__("grad", g))
+
+    handle = layer.register_forward_hook(keep)
+    try:
+        x = frames.clone().requires_grad_(True)
+        net.zero_grad(set_to_none=True)
+        net(x)[:, cls].sum().backward()  # each frame's logit reaches only its own activations
+    finally:
+        handle.remove()
+    act, grad = store["act"].detach(), store["grad"]  # (T, C', H', W')
+    weights = grad.mean(dim=(2, 3), keepdim=True)  # (T, C', 1, 1): gradients averaged over the frame
+    cam = torch.relu((weights * act).sum(dim=1, keepdim=True))  # (T, 1, H', W')
+    cam = nn.functional.interpolate(cam, size=frames.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = cam - cam.min()
+    return (cam / cam.max().clamp_min(1e-7)).numpy().astype(np.float32)  # (T, H, W)
 
 
 def display_frames(clip: Tensor) -> np.ndarray:

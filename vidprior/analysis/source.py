@@ -202,6 +202,25 @@ def add_source_arguments(parser, *, positional: bool = True) -> None:
     )
 
 
+def add_view_arguments(parser) -> None:
+    """Clip geometry and crop size, overriding the source's own (a run's recipe, else the model's clip at 224)."""
+    parser.add_argument("--geometry", default=None, help="clip: FRAMESxINTERVAL or segN (default: the model's)")
+    parser.add_argument("--crop-size", type=int, default=None, help="crop size; frames are resized to it first")
+
+
+def apply_view_arguments(source: ModelSource, args) -> ModelSource:
+    if getattr(args, "geometry", None):
+        from vidprior.data.sampling import make_sampler
+
+        make_sampler(args.geometry)  # a bad geometry fails here, with its message
+        source.geometry = args.geometry
+    if getattr(args, "crop_size", None):
+        if args.crop_size < 1:
+            raise VidpriorError(f"--crop-size {args.crop_size}: expected a positive size")
+        source.crop_size = source.short_side = args.crop_size
+    return source
+
+
 def sts_arg(value: str | None) -> bool | str | None:
     return {None: None, "none": False, "paper": True, "all": "all"}[value]
 
