@@ -313,7 +313,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.add_argument("--version", action="version", version=f"vidprior {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parsers = {}
-    for name, help_, add_arguments, run in COMMANDS:
+    from vidprior.analysis.commands import COMMANDS as ANALYSIS  # gradcam, kernels, predict, export, profile
+
+    for name, help_, add_arguments, run in [*COMMANDS, *ANALYSIS]:
         p = sub.add_parser(name, help=help_, description=help_)
         add_arguments(p)
         p.set_defaults(func=run)
