@@ -180,16 +180,9 @@ def _cmd_budget(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from vidprior.quickstart.report import table
-    from vidprior.quickstart.run import aggregate, run
+    from vidprior.quickstart.command import main
 
-    summary = run(args.out, seeds=args.seeds, time_budget_min=args.time_budget)
-    results = [r for r in summary["results"] if r["setting"] != "pretrain"]
-    from vidprior.quickstart.run import Result
-
-    print(table(aggregate([Result(**r) for r in results])))
-    print(f"\n{summary['seeds']} seed(s) in {summary['seconds'] / 60:.1f} min; report: {args.out}/report/report.md")
-    return 0
+    return main(args)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -266,9 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     qs = sub.add_parser(
         "quickstart", help="the paper's comparison in miniature on built-in digit videos (minutes, CPU)"
     )
-    qs.add_argument("--out", default="quickstart", help="folder for data, runs and the report (default ./quickstart)")
-    qs.add_argument("--seeds", type=int, default=None, help="number of seeds (default: as many as fit the budget)")
-    qs.add_argument("--time-budget", type=float, default=8.0, help="minutes; more seeds run while they fit")
+    from vidprior.quickstart.command import add_arguments
+
+    add_arguments(qs)
     qs.set_defaults(func=_cmd_quickstart)
     return parser
 
