@@ -189,16 +189,9 @@ def _cmd_budget(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from vidprior.quickstart.report import table
-    from vidprior.quickstart.run import aggregate, run
+    from vidprior.quickstart.command import main
 
-    summary = run(args.out, seeds=args.seeds, time_budget_min=args.time_budget)
-    results = [r for r in summary["results"] if r["setting"] != "pretrain"]
-    from vidprior.quickstart.run import Result
-
-    print(table(aggregate([Result(**r) for r in results])))
-    print(f"\n{summary['seeds']} seed(s) in {summary['seconds'] / 60:.1f} min; report: {args.out}/report/report.md")
-    return 0
+    return main(args)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -272,9 +265,9 @@ def _args_budget(p: argparse.ArgumentParser) -> None:
 
 
 def _args_quickstart(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="quickstart", help="folder for data, runs and the report (default ./quickstart)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: as many as fit the budget)")
-    p.add_argument("--time-budget", type=float, default=8.0, help="minutes; more seeds run while they fit")
+    from vidprior.quickstart.command import add_arguments
+
+    add_arguments(p)
 
 
 COMMANDS: list[Command] = [

@@ -1,51 +1,118 @@
 """Built-in data from the 1,797 real handwritten digits of scikit-learn (8x8 scans, no download).
 
-Three disjoint groups of digit scans feed three sets, so no digit image used for validation was seen in training:
+Three disjoint groups of digit scans feed three sets, so no validation image or clip shows a scan seen in training
+or pre-training (``meta.json`` files record which scan each file shows):
 
-* ``images/{train,val}/<digit>/*.png`` — 32x32 images, a digit at a random place on a noisy background
-  (pre-training, ImageFolder layout);
-* ``appearance/`` — Kinetics-style task: 16-frame H.264 clips of a digit moving across the frame in a random
-  direction; the label is the digit (appearance dominates). ``train.txt`` / ``val.txt`` are ``path label`` lists;
-* ``temporal/`` — Something-Something-style task: the label is the motion ("Moving [something] from left to right",
-  "... right to left", "... up", "... down"), the digit is random. SSv2-format ``labels.json`` / ``train.json`` /
-  ``validation.json``; flipping or reversing a clip changes its label.
+* ``images/{train,val}/<digit>/*.png``: a digit at a random place on a noisy background (pre-training,
+  ImageFolder layout). ``train`` and ``val`` use disjoint scans of the pre-training group;
+* ``appearance/``: the Kinetics-like task. One digit moves across the frame in a random direction; the label is the
+  digit. ``train.txt`` / ``val.txt`` are ``path label`` lists;
+* ``twolane/``: the SS-V2-like task and its control, on the same clips. Two real digits, one even and one odd, move
+  in two lanes (top / bottom with horizontal motion, left / right with vertical motion) in opposite directions. In
+  ``train.json`` / ``validation.json`` (SS-V2 format) the label is the direction of the *even* digit: motion energy
+  is the same for every label, so the label is readable only after recognising the digits. In ``control_*.json``
+  the label is the direction of the digit in the first lane (top or left), which needs no recognition. Four
+  classes, two reversal pairs; flipping or reversing a clip changes its label.
 
-Generation is deterministic (a seeded generator) and cached: a finished folder carries a ``.complete`` stamp with the
-generation parameters and is reused as long as they match.
+Every clip is a :class:`TwoLaneClip` (or :class:`AppearanceClip`): plain parameters from which the frames and the
+labels are computed, so the rules can be checked without a video. Generation is deterministic by construction
+(seeded parameters, lossless x264 with one thread) and cached: a finished folder carries a ``.complete`` stamp with the
+parameters and is reused as long as they match.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from vidprior.errors import VidpriorError
 
-VERSION = 2
+VERSION = 4
 DIRECTIONS = [
     ("Moving [something] from left to right", (1, 0)),
     ("Moving [something] from right to left", (-1, 0)),
     ("Moving [something] down", (0, 1)),
     ("Moving [something] up", (0, -1)),
 ]
+REVERSE = {0: 1, 1: 0, 2: 3, 3: 2}  # the class of the time-reversed clip
 
 
 @dataclass(frozen=True)
 class Spec:
     size: int = 32  # frame / image side
-    sprite: int = 14  # digit side after upscaling the 8x8 scan
+    sprite: int = 14  # digit side after upscaling the 8x8 scan (two lanes of size / 2)
     frames: int = 16
     videos_train: int = 400
     videos_val: int = 200
-    images_per_digit: int = 60  # pre-training images per class (train); 1/4 of that for val
-    distractors: int = 2  # scrambled-digit distractors in the temporal task
+    images_per_digit: int = 300  # pre-training images per class (train); 1/4 of that for val
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class Mover:
+    """A digit scan in a lane: position along the motion axis ``start + step * t`` (pixels, multiples of 1/8 so
+    forward and reversed clips round identically), ``across`` its offset inside the lane, ``color`` RGB in 0..1."""
+
+    scan: int
+    digit: int
+    lane: int
+    start: float
+    step: float
+    across: int
+    color: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class TwoLaneClip:
+    horizontal: bool  # lanes top / bottom and horizontal motion; else left / right and vertical motion
+    movers: tuple[Mover, Mover]
+    background: int  # seed of the noisy background
+
+
+@dataclass(frozen=True)
+class AppearanceClip:
+    scan: int
+    digit: int
+    x: float
+    y: float
+    vx: float
+    vy: float
+    color: tuple[float, float, float]
+    background: int
+
+
+def direction(clip: TwoLaneClip, mover: Mover) -> int:
+    """Class index (into :data:`DIRECTIONS`) of one mover's motion."""
+    forward = mover.step > 0
+    if clip.horizontal:
+        return 0 if forward else 1
+    return 2 if forward else 3
+
+
+def label_even(clip: TwoLaneClip) -> int:
+    """The SS-V2-like task: the direction of the even digit."""
+    (even,) = [m for m in clip.movers if m.digit % 2 == 0]
+    return direction(clip, even)
+
+
+def label_control(clip: TwoLaneClip) -> int:
+    """The control: the direction of the digit in lane 0 (top or left), whatever the digits are."""
+    (first,) = [m for m in clip.movers if m.lane == 0]
+    return direction(clip, first)
+
+
+def reverse(clip: TwoLaneClip, frames: int) -> TwoLaneClip:
+    """The same clip played backwards (every mover ends where it started)."""
+    movers = tuple(replace(m, start=m.start + m.step * (frames - 1), step=-m.step) for m in clip.movers)
+    return replace(clip, movers=movers)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------ drawing
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
@@ -74,13 +141,13 @@ def _sprite(scan: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def _canvas(spec: Spec, rng: np.random.Generator) -> np.ndarray:
+def _canvas(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
     base = rng.uniform(0.0, 0.25, size=3)
-    noise = rng.normal(0, 0.04, size=(spec.size, spec.size, 3))
-    return np.clip(base + noise, 0, 1)
+    return np.clip(base + rng.normal(0, 0.04, size=(size, size, 3)), 0, 1)
 
 
-def _paste(canvas: np.ndarray, sprite: np.ndarray, x: float, y: float, color: np.ndarray) -> np.ndarray:
+def _paste(canvas: np.ndarray, sprite: np.ndarray, x: float, y: float, color) -> np.ndarray:
     out = canvas.copy()
     s = sprite.shape[0]
     xi, yi = round(x), round(y)
@@ -89,17 +156,87 @@ def _paste(canvas: np.ndarray, sprite: np.ndarray, x: float, y: float, color: np
     if x1 <= x0 or y1 <= y0:
         return out
     alpha = sprite[y0 - yi : y1 - yi, x0 - xi : x1 - xi, None]
-    out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - alpha) + color * alpha
+    out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - alpha) + np.asarray(color) * alpha
     return out
 
 
-def _write_video(path: Path, frames: list[np.ndarray]) -> None:
+def render_twolane(clip: TwoLaneClip, spec: Spec, sprites: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Frames ``(T, H, W, 3)`` in 0..1 of a two-lane clip; ``sprites(scan)`` gives a scan's upscaled image."""
+    canvas = _canvas(spec.size, clip.background)
+    lane = spec.size // 2
+    frames = []
+    for t in range(spec.frames):
+        frame = canvas
+        for m in clip.movers:
+            along, across = m.start + m.step * t, m.lane * lane + m.across
+            x, y = (along, across) if clip.horizontal else (across, along)
+            frame = _paste(frame, sprites(m.scan), x, y, m.color)
+        frames.append(frame)
+    return np.stack(frames)
+
+
+def render_appearance(clip: AppearanceClip, spec: Spec, sprites: Callable[[int], np.ndarray]) -> np.ndarray:
+    canvas = _canvas(spec.size, clip.background)
+    s = sprites(clip.scan)
+    return np.stack(
+        [_paste(canvas, s, clip.x + clip.vx * t, clip.y + clip.vy * t, clip.color) for t in range(spec.frames)]
+    )
+
+
+def _eighths(x: float) -> float:
+    return round(x * 8) / 8
+
+
+def sample_twolane(
+    spec: Spec, even_pool: np.ndarray, odd_pool: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+) -> TwoLaneClip:
+    """Random parameters: an even and an odd scan, random lanes, opposite directions, speeds and offsets."""
+    horizontal = bool(rng.integers(2))
+    sign = 1.0 if rng.integers(2) else -1.0  # the even digit's direction
+    even_lane = int(rng.integers(2))
+    lane = spec.size // 2
+    movers = []
+    for scan, ln, sgn in (
+        (int(rng.choice(even_pool)), even_lane, sign),
+        (int(rng.choice(odd_pool)), 1 - even_lane, -sign),
+    ):
+        step = sgn * _eighths(rng.uniform(0.8, 1.4))
+        travel = abs(step) * (spec.frames - 1)
+        lo, hi = -spec.sprite * 0.25, spec.size - spec.sprite * 0.75  # start range that keeps most of it in view
+        first = _eighths(rng.uniform(lo, max(lo, hi - travel)))
+        start = first if step > 0 else first + travel
+        across = int(rng.integers(0, max(1, lane - spec.sprite + 1)))
+        color = tuple(float(c) for c in np.round(rng.uniform(0.6, 1.0, size=3), 3))
+        movers.append(Mover(scan, int(targets[scan]), ln, start, step, across, color))  # type: ignore[arg-type]
+    return TwoLaneClip(horizontal, (movers[0], movers[1]), int(rng.integers(2**31)))
+
+
+def sample_appearance(spec: Spec, pool: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> AppearanceClip:
+    scan = int(rng.choice(pool))
+    angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.4)
+    vx, vy = speed * np.cos(angle), speed * np.sin(angle)
+    lo, hi = -spec.sprite * 0.3, spec.size - spec.sprite * 0.7
+    pos = []
+    for v in (vx, vy):
+        travel = v * (spec.frames - 1)
+        pos.append(float(rng.uniform(max(lo, lo - travel), min(hi, hi - travel))))
+    color = tuple(float(c) for c in np.round(rng.uniform(0.6, 1.0, size=3), 3))
+    return AppearanceClip(
+        scan, int(targets[scan]), pos[0], pos[1], float(vx), float(vy), color, int(rng.integers(2**31))
+    )  # type: ignore[arg-type]
+
+
+def write_video(path: Path, frames: np.ndarray) -> None:
+    """Lossless H.264 (``qp=0``, 4:2:0): the decoded frames are the frames' YUV 4:2:0 conversion whatever x264
+    decides. With lossy settings x264 gave different pixels for identical frames from run to run (up to 16 grey
+    levels), even with one thread, so the data would differ between two builds."""
     import av
 
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=8, options={"crf": "18", "preset": "veryfast"})
-        stream.width = stream.height = frames[0].shape[0]
+        stream = out.add_stream("libx264", rate=8, options={"qp": "0", "preset": "veryfast", "threads": "1"})
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray((f * 255).astype(np.uint8), format="rgb24")):
                 out.mux(packet)
@@ -107,45 +244,27 @@ def _write_video(path: Path, frames: list[np.ndarray]) -> None:
             out.mux(packet)
 
 
-def _start(spec: Spec, velocity: tuple[float, float], rng: np.random.Generator) -> tuple[float, float]:
-    """A start position from which an object moving at ``velocity`` stays mostly in view."""
-    lo, hi = -spec.sprite * 0.3, spec.size - spec.sprite * 0.7
+# ------------------------------------------------------------------------------------------------ building
+def _ssv2_entries(ids: list[str], labels: list[int], clips: list[TwoLaneClip]) -> list[dict]:
     out = []
-    for v in velocity:
-        travel = v * (spec.frames - 1)
-        out.append(rng.uniform(max(lo, lo - travel), min(hi, hi - travel)) if abs(travel) < hi - lo else lo)
-    return out[0], out[1]
-
-
-def _clip(
-    spec: Spec, objects: list[tuple[np.ndarray, tuple[float, float]]], rng: np.random.Generator
-) -> list[np.ndarray]:
-    """Frames of ``objects`` (sprite, velocity in pixels per frame) crossing a noisy background."""
-    canvas = _canvas(spec, rng)
-    placed = [(sprite, v, _start(spec, v, rng), rng.uniform(0.6, 1.0, size=3)) for sprite, v in objects]
-    frames = []
-    for t in range(spec.frames):
-        frame = canvas
-        for sprite, (vx, vy), (x0, y0), color in placed:
-            frame = _paste(frame, sprite, x0 + vx * t, y0 + vy * t, color)
-        frames.append(frame)
-    return frames
-
-
-def _scramble(sprite: np.ndarray, rng: np.random.Generator, blocks: int = 4) -> np.ndarray:
-    """A distractor with a digit's ink and texture but no digit shape: its tiles shuffled."""
-    step = sprite.shape[0] // blocks
-    s = step * blocks
-    tiles = [sprite[i : i + step, j : j + step] for i in range(0, s, step) for j in range(0, s, step)]
-    order = rng.permutation(len(tiles))
-    rows = [np.concatenate([tiles[order[r * blocks + c]] for c in range(blocks)], axis=1) for r in range(blocks)]
-    out = np.zeros_like(sprite)
-    out[:s, :s] = np.concatenate(rows, axis=0)
+    for vid, label, clip in zip(ids, labels, clips, strict=True):
+        digits = [str(m.digit) for m in sorted(clip.movers, key=lambda m: m.lane)]
+        template = DIRECTIONS[label][0]
+        out.append(
+            {
+                "id": vid,
+                "label": template.replace("[something]", "a digit"),
+                "template": template,
+                "placeholders": digits,
+            }
+        )
     return out
 
 
 def build(root: str | Path, spec: Spec = Spec(), *, progress: bool = True) -> Path:
     """Generate (or reuse) the quickstart data under ``root``; returns ``root``."""
+    from PIL import Image
+
     root = Path(root)
     stamp = root / ".complete"
     params = {"version": VERSION, **asdict(spec)}
@@ -159,7 +278,13 @@ def build(root: str | Path, spec: Spec = Spec(), *, progress: bool = True) -> Pa
     rng = np.random.default_rng(spec.seed)
     scans, targets = _digits()
     groups = _split(targets, rng)
-    sprites = {i: _sprite(scans[i], spec.sprite) for i in range(len(scans))}
+    cache: dict[int, np.ndarray] = {}
+
+    def sprites(i: int) -> np.ndarray:
+        if i not in cache:
+            cache[i] = _sprite(scans[i], spec.sprite)
+        return cache[i]
+
     total = 10 * (spec.images_per_digit + spec.images_per_digit // 4) + 2 * (spec.videos_train + spec.videos_val)
     bar = None
     if progress:
@@ -171,74 +296,70 @@ def build(root: str | Path, spec: Spec = Spec(), *, progress: bool = True) -> Pa
         if bar is not None:
             bar.update()
 
-    # pre-training images
+    # pre-training images; val images come from scans the train images do not use
     pool = groups["pretrain"]
+    image_meta: dict[str, dict[str, int]] = {}
     for split, per_digit in (("train", spec.images_per_digit), ("val", spec.images_per_digit // 4)):
         for d in range(10):
             folder = tmp / "images" / split / str(d)
             folder.mkdir(parents=True)
             choices = pool[targets[pool] == d]
-            # the val images come from scans the train images do not use
             cut = max(1, len(choices) * 4 // 5)
             choices = choices[:cut] if split == "train" else choices[cut:]
             for k in range(per_digit):
                 i = int(rng.choice(choices))
-                canvas = _canvas(spec, rng)
                 x, y = rng.uniform(0, spec.size - spec.sprite, size=2)
-                img = _paste(canvas, sprites[i], x, y, rng.uniform(0.6, 1.0, size=3))
-                from PIL import Image
-
-                Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"{k:04d}.png")
+                canvas = _canvas(spec.size, int(rng.integers(2**31)))
+                img = _paste(canvas, sprites(i), x, y, rng.uniform(0.6, 1.0, size=3))
+                name = f"{split}/{d}/{k:04d}.png"
+                Image.fromarray((img * 255).astype(np.uint8)).save(tmp / "images" / name)
+                image_meta[name] = {"scan": i, "digit": d}
                 tick()
+    (tmp / "images" / "meta.json").write_text(json.dumps(image_meta))
     # video tasks
-    (tmp / "appearance" / "videos").mkdir(parents=True)
-    (tmp / "temporal" / "videos").mkdir(parents=True)
+    app, two = tmp / "appearance", tmp / "twolane"
+    (app / "videos").mkdir(parents=True)
+    (two / "videos").mkdir(parents=True)
     labels = {name.replace("[", "").replace("]", ""): str(i) for i, (name, _) in enumerate(DIRECTIONS)}
-    (tmp / "temporal" / "labels.json").write_text(json.dumps(labels, indent=1))
-    for split, count, group in (
-        ("train", spec.videos_train, "video_train"),
-        ("val", spec.videos_val, "video_val"),
-    ):
-        lines, entries = [], []
+    (two / "labels.json").write_text(json.dumps(labels, indent=1))
+    for split, count, group in (("train", spec.videos_train, "video_train"), ("val", spec.videos_val, "video_val")):
+        members = groups[group]
+        even_pool, odd_pool = members[targets[members] % 2 == 0], members[targets[members] % 2 == 1]
+        lines, app_meta, ids, clips = [], [], [], []
         for k in range(count):
-            # appearance: the digit is the label; any direction, any speed
-            i = int(rng.choice(groups[group]))
-            angle = rng.uniform(0, 2 * np.pi)
-            speed = rng.uniform(0.6, 1.4)
-            name = f"{split}_{k:04d}.mp4"
-            velocity = (speed * np.cos(angle), speed * np.sin(angle))
-            _write_video(tmp / "appearance" / "videos" / name, _clip(spec, [(sprites[i], velocity)], rng))
-            lines.append(f"videos/{name} {targets[i]}")
+            a = sample_appearance(spec, members, targets, rng)
+            name = f"videos/{split}_{k:04d}.mp4"
+            write_video(app / name, render_appearance(a, spec, sprites))
+            lines.append(f"{name} {a.digit}")
+            app_meta.append({"path": name, **asdict(a)})
             tick()
-            # temporal: the direction is the label; any digit
-            i = int(rng.choice(groups[group]))
-            # the digit's direction is the label; look-alike distractors (scrambled digits) move in directions of
-            # their own, so a model has to find the digit before it can read the motion
-            c = int(rng.integers(len(DIRECTIONS)))
-            template, (dx, dy) = DIRECTIONS[c]
-            speed = rng.uniform(0.8, 1.4)
-            objects = [(sprites[i], (dx * speed, dy * speed))]
-            for _ in range(spec.distractors):
-                j = int(rng.choice(groups[group]))
-                ex, ey = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))][1]
-                sp = rng.uniform(0.8, 1.4)
-                objects.append((_scramble(sprites[j], rng), (ex * sp, ey * sp)))
+            c = sample_twolane(spec, even_pool, odd_pool, targets, rng)
             vid = f"{split}{k:04d}"
-            _write_video(tmp / "temporal" / "videos" / f"{vid}.mp4", _clip(spec, objects, rng))
-            entries.append(
-                {
-                    "id": vid,
-                    "label": f"moving digit {targets[i]}",
-                    "template": template,
-                    "placeholders": [str(targets[i])],
-                }
-            )
+            write_video(two / "videos" / f"{vid}.mp4", render_twolane(c, spec, sprites))
+            ids.append(vid)
+            clips.append(c)
             tick()
-        (tmp / "appearance" / f"{split}.txt").write_text("\n".join(lines) + "\n")
-        (tmp / "temporal" / ("train.json" if split == "train" else "validation.json")).write_text(json.dumps(entries))
-    (tmp / "appearance" / "classes.txt").write_text("\n".join(str(d) for d in range(10)) + "\n")
+        (app / f"{split}.txt").write_text("\n".join(lines) + "\n")
+        (app / f"meta_{split}.json").write_text(json.dumps(app_meta))
+        ssv2 = "train" if split == "train" else "validation"
+        (two / f"{ssv2}.json").write_text(json.dumps(_ssv2_entries(ids, [label_even(c) for c in clips], clips)))
+        control = _ssv2_entries(ids, [label_control(c) for c in clips], clips)
+        (two / f"control_{ssv2}.json").write_text(json.dumps(control))
+        (two / f"meta_{split}.json").write_text(
+            json.dumps([{"id": i, **asdict(c)} for i, c in zip(ids, clips, strict=True)])
+        )
+    (app / "classes.txt").write_text("\n".join(str(d) for d in range(10)) + "\n")
     if bar is not None:
         bar.close()
     (tmp / ".complete").write_text(json.dumps(params))
     tmp.rename(root)
     return root
+
+
+def load_twolane_meta(path: str | Path) -> list[tuple[str, TwoLaneClip]]:
+    """The clips of a ``twolane/meta_<split>.json`` file, as (video id, parameters)."""
+    out = []
+    for row in json.loads(Path(path).read_text()):
+        movers = tuple(Mover(**{**m, "color": tuple(m["color"])}) for m in row["movers"])
+        out.append((row["id"], TwoLaneClip(row["horizontal"], movers, row["background"])))  # type: ignore[arg-type]
+    return out

@@ -1,57 +1,36 @@
-"""The quickstart report: a table, a Markdown page, PNG figures and a JSON file with every number."""
+"""The quickstart report: tables, comparisons and conclusions computed from the measured numbers, PNG figures
+and ``results.json`` with every number. Nothing here is a measured value; every sentence is derived from the runs."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
 
+from vidprior import __version__
 from vidprior.engine.logger import read_metrics
-from vidprior.quickstart.run import MODELS, SETTINGS, TASKS, Result, aggregate, to_json
+from vidprior.quickstart.results import (
+    MODELS,
+    SETTINGS,
+    TASKS,
+    Result,
+    Stat,
+    aggregate,
+    compare,
+    paired_gain,
+    stat,
+    to_json,
+)
 
-# What we found when (b) did not beat (a) on the temporal task (issue: "find out why"). Measured once (seed 0) on
-# 2 CPU cores, 2026-12-02, with the quickstart's data and recipes unless stated; top-1 on the temporal task.
-INVESTIGATION = """\
-## Why the temporal task does not follow the paper here
-
-On the appearance task image pre-training wins by a wide margin, as on Kinetics. On the temporal task (the
-direction of a digit among look-alike distractors) it does not: from scratch wins at equal budget. We varied one
-thing at a time (seed 0, top-1 %):
-
-| what was varied | SlowOnly-style (b) | (a) | CSN-style (b) | (a) |
-| --- | ---: | ---: | ---: | ---: |
-| the quickstart as shipped (fine-tune 4 epochs, scratch 8), run 1 | 33.0 | 87.0 | 53.5 | 80.0 |
-| the same, run 2 (another machine load; (a)'s unstable start makes it vary) | 32.5 | 69.0 | 54.5 | 73.5 |
-| schedule: fine-tune 6 epochs (over budget) | 44.0 | | 62.0 | |
-| schedule: fine-tune 8 epochs, the same video epochs as (a) | | | 65.0 | 73.5 |
-| learning rate 0.02 / 0.1 / 0.2 for (b), 4 epochs | | | 37.5 / 62.0 / 61.0 | |
-| learning rate 0.1 for both, (b) 6 epochs, (a) 8 | | | 70.0 | 75.5 |
-| frames and crops 64 px instead of 32 (pre-training too) | 62.5 | 82.5 | | |
-| pre-training images cluttered with the distractors | | | 38.5 | |
-| other temporal tasks: digit then next/previous digit | | | 48.0 | 45.5 |
-| other temporal tasks: digit put together from / taken apart into its pieces | 66.5 | 87.0 | 68.5 | 97.5 |
-| direction of a 3 among 2 / 1 other digits | 26.0 / 31.0 | 26.0 / 30.0 | 34.0 / 46.0 | 36.5 / 54.0 |
-
-Rows below "run 2" change one thing against run 2. What this says:
-
-* **Not the schedule or the budget split.** Even with as many video epochs as (a), the image-initialised model
-  is behind (65.0 vs 73.5): on these tasks the image prior is a worse starting point for learning motion than a
-  random one, so no division of the budget lets (b) win.
-* **Learning rate matters but does not close the gap**: 0.05 -> 0.1 lifts (b) by 8 points; (a) gains too.
-* **Model size / resolution matters most for the 3x1x1 family.** SlowOnly's temporal convolutions sit in res4 and
-  res5, which see 2x2 and 1x1 maps of a 32 px frame (14x14 and 7x7 at the paper's 224 px). Image pre-training
-  makes the early features translation-invariant (digits anywhere in the image); the motion has to be read from
-  them at 2x2. At 64 px (b) doubles (32.5 -> 62.5), but (a) improves too.
-* **Task difficulty.** The temporal cues here (a bright blob's displacement, a digit vs its scrambled tiles) are
-  low-level and learnable from 400 clips from scratch; SS-V2's classes need hands, objects and scenes that 169k
-  clips do not teach from scratch, which is where the paper's gain comes from. Tasks whose temporal label needs
-  digit identity (next vs previous digit; the direction of a 3 among other digits) were at or near chance for
-  both settings at this budget, with (a) still ahead where either learned.
-
-So the quickstart reproduces the paper's direction where appearance carries the label (Kinetics-like) and shows,
-honestly, that image pre-training does not replace learning low-level motion when the video data suffices for it.
-STS's effect is reported as measured.
-"""
+# the comparisons the report makes: (first, second, what the difference measures)
+COMPARISONS = [
+    ("b", "a", "image pre-training vs from scratch at equal budget"),
+    ("b'", "b", "random side taps vs centre init"),
+    ("c", "b", "STS (pre-trained with STS) vs plain 3D convs"),
+    ("d", "c", "mean inflation vs centre init (with STS)"),
+]
+COLORS = {"a": "#dd8452", "b": "#4c72b0", "b'": "#64b5cd", "c": "#55a868", "d": "#8172b3"}
 
 
 def _matplotlib():
@@ -63,140 +42,212 @@ def _matplotlib():
     return plt
 
 
+def _cell(s: Stat | None) -> str:
+    if s is None:
+        return ""
+    return f"{s.mean:.1f} ± {s.std:.1f} (n={s.n})" if s.n > 1 else f"{s.mean:.1f} (n=1)"
+
+
+def table(agg: dict[tuple[str, str, str], Stat]) -> str:
+    """Markdown table: top-1 mean ± std over seeds, one row per model and task."""
+    settings = [s for s in SETTINGS if any(k[2] == s for k in agg)]
+    lines = ["| model | task | " + " | ".join(f"({k}) {SETTINGS[k]}" for k in settings) + " |"]
+    lines.append("| --- | --- |" + " ---: |" * len(settings))
+    for model in MODELS:
+        for task in TASKS:
+            if not any(k[:2] == (model, task) for k in agg):
+                continue
+            cells = [_cell(agg.get((model, task, s))) for s in settings]
+            lines.append(f"| {MODELS[model]} | {TASKS[task]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def findings(results: list[Result]) -> list[str]:
+    """Sentences computed from the numbers: each comparison with its verdict against the seed spread, and the
+    contrast between the even-digit task and its control."""
+    runs = [r for r in results if r.task in TASKS]
+    agg = aggregate(runs)
+    out = []
+    for model in MODELS:
+        for task in TASKS:
+            for first, second, what in COMPARISONS:
+                c = compare(agg, model, task, first, second)
+                if c is None:
+                    continue
+                out.append(
+                    f"- {MODELS[model]}, {TASKS[task]}: ({first}) − ({second}) = {c.diff:+.1f} points "
+                    f"(seed spread {c.spread:.1f}, {c.verdict()}): {what}."
+                )
+        even = paired_gain(runs, model, "even", "b", "a")
+        control = paired_gain(runs, model, "control", "b", "a")
+        seeds = sorted(set(even) & set(control))
+        if seeds:
+            contrast = stat([even[s] - control[s] for s in seeds])
+            g_even, g_ctrl = stat([even[s] for s in seeds]), stat([control[s] for s in seeds])
+            if contrast.n < 2:
+                verdict = "one seed, spread unknown"
+            elif abs(contrast.mean) > contrast.std:
+                larger = "the even-digit task" if contrast.mean > 0 else "the control"
+                verdict = f"larger on {larger}, beyond the seed spread"
+            else:
+                verdict = "no difference beyond the seed spread"
+            out.append(
+                f"- **{MODELS[model]}: the gain of pre-training (b) − (a)** is {g_even.mean:+.1f} ± {g_even.std:.1f} "
+                f"on the even-digit task and {g_ctrl.mean:+.1f} ± {g_ctrl.std:.1f} on the control; per-seed difference "
+                f"{contrast.mean:+.1f} ± {contrast.std:.1f} over {contrast.n} seed(s): {verdict}."
+            )
+    return out
+
+
 def _accuracy_figure(agg, path: Path) -> None:
     plt = _matplotlib()
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 4), squeeze=False)
-    colors = {"a": "#dd8452", "b": "#4c72b0", "c": "#55a868", "d": "#8172b3"}
-    for ax, task in zip(axes[0], TASKS, strict=True):
-        models = [m for m in MODELS if (m, task, "a") in agg]
-        width = 0.8 / len(SETTINGS)
-        for j, s in enumerate(SETTINGS):
-            xs = [i + (j - 1.5) * width for i in range(len(models))]
-            means = [agg[(m, task, s)][0] for m in models]
-            stds = [agg[(m, task, s)][1] for m in models]
-            ax.bar(xs, means, width, yerr=stds, capsize=3, label=f"({s}) {SETTINGS[s]}", color=colors[s])
+    tasks = [t for t in TASKS if any(k[1] == t for k in agg)]
+    settings = [s for s in SETTINGS if any(k[2] == s for k in agg)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        models = [m for m in MODELS if any(k[:2] == (m, task) for k in agg)]
+        width = 0.8 / len(settings)
+        for j, s in enumerate(settings):
+            xs = [i + (j - (len(settings) - 1) / 2) * width for i in range(len(models))]
+            stats = [agg.get((m, task, s), Stat(0.0, 0.0, 0, ())) for m in models]
+            ax.bar(
+                xs,
+                [x.mean for x in stats],
+                width,
+                yerr=[x.std for x in stats],
+                capsize=3,
+                color=COLORS[s],
+                label=f"({s}) {SETTINGS[s]}",
+            )
         ax.set_xticks(range(len(models)), [MODELS[m] for m in models], fontsize=8)
-        ax.set_ylabel("top-1 (%)")
+        ax.set_ylabel("top-1 (%), mean ± std over seeds")
         ax.set_ylim(0, 100)
-        ax.set_title(TASKS[task])
+        ax.set_title(TASKS[task], fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("Quickstart: accuracy per setting under a fixed budget (cf. paper Table 6)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _budget_figure(results: list[Result], path: Path) -> None:
+def _budget_figure(budget: dict[str, Any], path: Path) -> None:
     plt = _matplotlib()
-    seed0 = [r for r in results if r.seed == 0]
-    pre = next(r.images_seen for r in seed0 if r.setting == "pretrain")
-    scratch = next(r.images_seen for r in seed0 if r.setting == "a")
-    fine = next(r.images_seen for r in seed0 if r.setting == "b") - pre
+    pre, fine = budget.get("pretrain_images", 0.0), budget.get("finetune_images", 0.0)
+    scratch = fine / max(1, budget.get("finetune_epochs", 1)) * budget.get("scratch_epochs", 1)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.bar([0], [pre / 1e3], 0.5, color="#4c72b0", label="image pre-training")
     ax.bar([0], [fine / 1e3], 0.5, bottom=[pre / 1e3], color="#e5c34b", label="video fine-tuning")
     ax.bar([1], [scratch / 1e3], 0.5, color="#dd8452", label="from scratch")
     ax.set_xticks([0, 1], ["(b)-(d)", "(a)"])
     ax.set_ylabel("images seen (thousands)")
-    ax.set_title(f"budget x{(pre + fine) / scratch:.2f} (cf. paper Fig. 3)")
+    ax.set_title(f"budget x{(pre + fine) / max(scratch, 1):.2f} (cf. paper Fig. 3)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _curves_figure(results: list[Result], path: Path) -> None:
-    plt = _matplotlib()
-    models = [m for m in MODELS if any(r.model == m and r.task in TASKS for r in results)]
-    fig, axes = plt.subplots(len(models), len(TASKS), figsize=(6 * len(TASKS), 3.2 * len(models)), squeeze=False)
-    for i, model in enumerate(models):
-        for j, task in enumerate(TASKS):
-            ax = axes[i][j]
-            for r in results:
-                if r.seed != 0 or r.model != model or r.task != task:
-                    continue
-                train = [x for x in read_metrics(Path(r.run_dir) / "metrics.jsonl") if x["kind"] == "train"]
-                if train:
-                    ax.plot(
-                        [x["images_seen"] / 1e3 for x in train],
-                        [x["loss"] for x in train],
-                        lw=1,
-                        label=f"({r.setting})",
-                    )
-            ax.set_title(f"{MODELS[model]}, {TASKS[task]}", fontsize=9)
-            ax.set_xlabel("video images seen (thousands)")
-            ax.set_ylabel("training loss")
-            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def table(agg) -> str:
-    lines = ["| model | task | " + " | ".join(f"({k}) {v}" for k, v in SETTINGS.items()) + " |"]
-    lines.append("| --- | --- |" + " ---: |" * len(SETTINGS))
-    for model in MODELS:
-        for task in TASKS:
-            if (model, task, "a") not in agg:
+def _curves_figure(results: list[Result], path: Path) -> None:
+    plt = _matplotlib()
+    first = min((r.seed for r in results), default=0)
+    pairs = sorted(
+        {(r.model, r.task) for r in results if r.task in TASKS},
+        key=lambda p: (list(MODELS).index(p[0]), list(TASKS).index(p[1])),
+    )
+    fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(4.5 * max(1, len(pairs)), 3.4), squeeze=False)
+    for ax, (model, task) in zip(axes[0], pairs, strict=False):
+        for r in results:
+            if r.seed != first or r.model != model or r.task != task:
                 continue
-            cells = []
-            for s in SETTINGS:
-                mean, std, n = agg[(model, task, s)]
-                cells.append(f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}")
-            lines.append(f"| {MODELS[model]} | {TASKS[task]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            train = [x for x in read_metrics(Path(r.run_dir) / "metrics.jsonl") if x["kind"] == "train"]
+            if train:
+                ax.plot(
+                    [x["images_seen"] / 1e3 for x in train],
+                    [x["loss"] for x in train],
+                    lw=1,
+                    color=COLORS[r.setting],
+                    label=f"({r.setting})",
+                )
+        ax.set_title(f"{MODELS[model]}\n{TASKS[task]}", fontsize=8)
+        ax.set_xlabel("video images seen (thousands)")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
-def write_report(out: Path, results: list[Result], *, budget: dict, seconds: float, seeds: int) -> dict[str, Any]:
+def _timing_lines(timing: dict[str, Any], results: list[Result]) -> list[str]:
+    wall, cpu = timing["seconds"], timing["cpu_seconds"]
+    runs_wall = sum(r.seconds for r in results)
+    lines = [
+        f"Wall time {wall / 60:.1f} min (data {timing['build_seconds'] / 60:.1f} min, runs {runs_wall / 60:.1f} min); "
+        f"CPU time {cpu / 60:.1f} min with {timing['threads']} torch threads.",
+        f"On {timing['threads']} idle cores the same work takes between CPU time / {timing['threads']} "
+        f"({cpu / timing['threads'] / 60:.1f} min, both threads always busy) and the CPU time ({cpu / 60:.1f} min, one "
+        "busy); wall time above that bound means other processes shared the cores.",
+    ]
+    if timing.get("skipped_units"):
+        lines.append(
+            f"The time budget ({timing['time_budget_min']} min) left out: {', '.join(timing['skipped_units'])} "
+            "(run with more minutes or `--full` for them)."
+        )
+    return lines
+
+
+def write_report(
+    out: Path, results: list[Result], *, plan: dict[str, Any], budget: dict[str, Any], timing: dict[str, Any]
+) -> dict[str, Any]:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
-    agg = aggregate([r for r in results if r.setting != "pretrain"])
-    pre = aggregate([r for r in results if r.setting == "pretrain"])
-    findings = []
-    for model in MODELS:
-        for task in TASKS:
-            if (model, task, "a") not in agg:
-                continue
-            a, b, c = agg[(model, task, "a")][0], agg[(model, task, "b")][0], agg[(model, task, "c")][0]
-            verdict = "beats" if b > a else "does NOT beat"
-            findings.append(
-                f"- {MODELS[model]}, {TASKS[task]}: pre-train + fine-tune (b) {b:.1f}% {verdict} from scratch (a) "
-                f"{a:.1f}% at equal budget; STS (c) vs (b): {c - b:+.1f} points."
-            )
-    pre_images = budget.get("pretrain_images", 0)
-    summary = {
-        "seconds": seconds,
+    runs = [r for r in results if r.task in TASKS]
+    agg = aggregate(runs)
+    pre = aggregate([r for r in results if r.task == "images"])
+    budget = {**budget, "finetune_epochs": plan["finetune_epochs"], "pretrain_epochs": plan["pretrain_epochs"]}
+    seeds = sorted({r.seed for r in results})
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    summary: dict[str, Any] = {
+        "date": date,
+        "version": __version__,
+        **timing,
         "seeds": seeds,
+        "plan": plan,
         "budget": budget,
-        "table": {f"{m}/{t}/{s}": {"mean": v[0], "std": v[1], "n": v[2]} for (m, t, s), v in agg.items()},
-        "pretrain_top1": {m: v[0] for (m, _, _), v in pre.items()},
+        "table": {f"{m}/{t}/{s}": {"mean": v.mean, "std": v.std, "n": v.n} for (m, t, s), v in agg.items()},
+        "pretrain_top1": {f"{m}/{s}": {"mean": v.mean, "std": v.std, "n": v.n} for (m, _, s), v in pre.items()},
         "results": to_json(results),
     }
     (report / "results.json").write_text(json.dumps(summary, indent=2))
     _accuracy_figure(agg, report / "accuracy.png")
-    _budget_figure(results, report / "budget.png")
+    _budget_figure(budget, report / "budget.png")
     _curves_figure(results, report / "curves.png")
+    pre_line = ", ".join(
+        f"{MODELS[m]} {'with STS' if s == 'pretrain_sts' else 'plain'} {_cell(v)}" for (m, _, s), v in pre.items()
+    )
     md = [
         "# vidprior quickstart report",
         "",
-        "The paper's comparison (Table 6) in miniature on built-in data made from scikit-learn's handwritten digits:",
-        "tiny models, two tasks, four settings, the same number of images seen in every setting.",
+        f"vidprior {__version__}, {date}. The paper's comparison (Table 6) in miniature on data built from "
+        "scikit-learn's handwritten digits: tiny models whose STS layers see 8x8 maps, the same number of images "
+        "seen in every setting. See docs/quickstart.md for the design.",
         "",
-        f"Seeds: {seeds}; wall time {seconds / 60:.1f} min. Top-1 (%) on held-out clips (2 clips per video), "
-        "mean ± std over seeds.",
+        f"Seeds {seeds}. Top-1 (%) on held-out clips (2 clips per video), mean ± std over seeds (n = seeds).",
         "",
         table(agg),
         "",
-        "Image pre-training top-1 on held-out digits: "
-        + ", ".join(f"{MODELS[m]} {v[0]:.1f}%" for (m, _, _), v in pre.items()),
-        f"Budget: pre-training {pre_images / 1e3:.0f}k images + fine-tuning vs from scratch for "
-        f"{budget.get('scratch_epochs')} epochs (same images seen).",
+        f"Image pre-training top-1 on held-out digit images: {pre_line or 'not run'}.",
+        f"Budget per model: pre-training {budget.get('pretrain_images', 0) / 1e3:.0f}k images + fine-tuning "
+        f"{budget.get('finetune_images', 0) / 1e3:.0f}k vs from scratch for {budget.get('scratch_epochs')} epochs.",
         "",
-        "## Findings",
+        *_timing_lines(timing, results),
         "",
-        *findings,
+        "## Comparisons",
         "",
-        INVESTIGATION,
+        "A difference exceeds the seed spread when it is larger than the sum of the two settings' standard "
+        "deviations over seeds.",
+        "",
+        *findings(results),
+        "",
         "![accuracy](accuracy.png)",
         "",
         "![budget](budget.png)",
@@ -206,4 +257,8 @@ def write_report(out: Path, results: list[Result], *, budget: dict, seconds: flo
     ]
     (report / "report.md").write_text("\n".join(md))
     summary["markdown"] = "\n".join(md)
+    summary["table_markdown"] = table(agg)
     return summary
+
+
+__all__ = ["COMPARISONS", "findings", "table", "write_report"]

@@ -1,59 +1,101 @@
 """``vidprior quickstart``: the paper's comparison in miniature under a fixed budget (paper §3.3, Table 6).
 
-For a tiny 3x1x1 model (SlowOnly-style) and a tiny depthwise 3x3x3 model (CSN-style), on the appearance task
-(Kinetics-like) and the temporal task (SSv2-like):
+For a tiny 3x1x1 model (SlowOnly-style) and a tiny depthwise 3x3x3 model (CSN-style), on the two-lane task
+(SS-V2-like: the direction of the even digit), its control (the direction of the digit in the first lane) and the
+appearance task (Kinetics-like), each setting of :data:`~vidprior.quickstart.results.SETTINGS`:
 
-  (a) from scratch on video, with the same number of images seen as (b)-(d);
-  (b) image pre-training, then fine-tuning with centre initialisation (zero-init side taps);
-  (c) as (b), with STS;
-  (d) as (c), with mean (I3D) inflation instead of centre.
+  (a) from scratch on video, with as many images seen as (b)-(d) see in pre-training plus fine-tuning;
+  (b) image pre-training, then fine-tuning with centre initialisation (zero side taps);
+  (b') as (b) with the side taps drawn at random (``init.side_taps=random``);
+  (c) pre-training with STS, fine-tuning with STS and centre initialisation;
+  (d) as (c) with mean (I3D) inflation instead of centre.
 
-Every step runs the real ``pretrain`` / ``finetune`` / ``test`` code with the recipes in ``configs/quickstart/``.
+Every step runs the real ``pretrain`` / ``finetune`` / ``test`` code with the packaged recipes
+``quickstart/*.yaml``. A :class:`Plan` says which models, tasks, settings and how many seeds; with a time budget
+the runner adds (seed, model) units while the next one is expected to fit. Runs are seeded and deterministic on one
+machine: fixed threads, deterministic algorithms, data built with a single-threaded encoder.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vidprior.engine import jobs
-from vidprior.engine.config import PACKAGED_RECIPES, load_config
+from vidprior.engine.config import load_config, resolve_recipe
+from vidprior.errors import VidpriorError
 from vidprior.quickstart.data import Spec, build
+from vidprior.quickstart.report import write_report
+from vidprior.quickstart.results import MODELS, SETTINGS, TASKS, Result
 
-CONFIGS = PACKAGED_RECIPES / "quickstart"
-MODELS = {"slowonly_tiny": "SlowOnly-style (3x1x1)", "csn_tiny": "CSN-style (depthwise 3x3x3)"}
-TASKS = {"appearance": "appearance (Kinetics-like)", "temporal": "temporal (SSv2-like)"}
-SETTINGS = {
-    "a": "from scratch",
-    "b": "pre-train + fine-tune (centre init)",
-    "c": "+ STS",
-    "d": "+ STS, mean inflation",
+THREADS = 2  # torch threads of every run: the same number on every machine gives the same numbers
+FRAMES = 8  # frames per clip of the recipes' "8x2" geometry
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    settings: tuple[str, ...]
+    seeds: int  # at most this many; a time budget may stop earlier
+    spec: Spec = field(default_factory=Spec)
+    pretrain_epochs: int = 8
+    finetune_epochs: int = 4
+
+    def __post_init__(self) -> None:
+        for name, given, known in (
+            ("model", self.models, MODELS),
+            ("task", self.tasks, TASKS),
+            ("setting", self.settings, SETTINGS),
+        ):
+            bad = [g for g in given if g not in known]
+            if bad or not given:
+                raise VidpriorError(f"quickstart plan: unknown or no {name} {bad}; known: {', '.join(known)}")
+        if self.seeds < 1:
+            raise VidpriorError(f"quickstart plan: seeds={self.seeds}, expected at least 1")
+
+
+PLANS = {
+    # fits 10 minutes on 2 idle cores: the contrast the quickstart is about (docs/quickstart.md, "Time")
+    "default": Plan(models=tuple(MODELS), tasks=("even", "control"), settings=("a", "b", "c"), seeds=3),
+    # every model, task and setting, three seeds
+    "full": Plan(models=tuple(MODELS), tasks=tuple(TASKS), settings=tuple(SETTINGS), seeds=3),
+    # a minute: checks that an installation runs end to end (numbers meaningless)
+    "smoke": Plan(
+        models=("slowonly_tiny",),
+        tasks=("even",),
+        settings=("a", "b"),
+        seeds=1,
+        spec=Spec(images_per_digit=8, videos_train=32, videos_val=8),
+        pretrain_epochs=2,
+        finetune_epochs=1,
+    ),
 }
-SPEC = Spec(sprite=20, images_per_digit=200, videos_train=400, videos_val=200)
-PRETRAIN_EPOCHS = 6
-FINETUNE_EPOCHS = 4
 
 
-@dataclass
-class Result:
-    model: str
-    task: str
-    setting: str
-    seed: int
-    top1: float
-    images_seen: float
-    seconds: float
-    run_dir: str
+@contextmanager
+def deterministic(threads: int = THREADS) -> Iterator[None]:
+    """Fixed torch threads and deterministic algorithms for the runs inside; the previous state after."""
+    prev_threads, prev_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det)
+        torch.set_num_threads(prev_threads)
 
 
-def _config_path() -> Path:
-    if not (CONFIGS / "pretrain.yaml").is_file():  # installed without the repository's configs
-        raise FileNotFoundError(f"quickstart recipes not found in {CONFIGS}")
-    return CONFIGS
+def _recipe(name: str) -> Path:
+    return resolve_recipe(f"quickstart/{name}.yaml")
 
 
 def _data_overrides(data: Path, task: str) -> list[str]:
@@ -62,128 +104,161 @@ def _data_overrides(data: Path, task: str) -> list[str]:
         return [
             f"data.train={a / 'train.txt'}",
             f"data.val={a / 'val.txt'}",
-            f"data.root={a}",
             f"data.test={a / 'val.txt'}",
+            f"data.root={a}",
         ]
-    t = data / "temporal"
+    t = data / "twolane"
+    prefix = "control_" if task == "control" else ""
     return [
-        f"data.train={t / 'train.json'}",
-        f"data.val={t / 'validation.json'}",
-        f"data.test={t / 'validation.json'}",
+        f"data.train={t / (prefix + 'train.json')}",
+        f"data.val={t / (prefix + 'validation.json')}",
+        f"data.test={t / (prefix + 'validation.json')}",
         f"data.root={t / 'videos'}",
         f"data.labels={t / 'labels.json'}",
     ]
 
 
-def _pretrain(data: Path, out: Path, model: str, seed: int) -> tuple[Path, float, float]:
-    cfg = load_config(
-        _config_path() / "pretrain.yaml",
-        [
-            f"model.name={model}",
-            f"data.train={data / 'images' / 'train'}",
-            f"data.val={data / 'images' / 'val'}",
-            f"optim.epochs={PRETRAIN_EPOCHS}",
-            f"train.seed={seed}",
-            f"out={out}",
-        ],
-    )
-    summary = jobs.run_training(cfg, progress=False)
-    return out / "best.safetensors", summary["images_seen"], summary["best_top1"] or 0.0
+def setting_overrides(
+    setting: str, *, plain: Path | None, sts: Path | None, epochs: int, scratch_epochs: int
+) -> list[str]:
+    """Config overrides of one setting; ``plain`` / ``sts``: the pre-trained weights without / with STS."""
+    init = ["init.source=image", f"optim.epochs={epochs}"]
+    table = {
+        "a": lambda: [f"optim.epochs={scratch_epochs}"],
+        "b": lambda: [*init, f"init.checkpoint={plain}", "init.mode=center"],
+        "b'": lambda: [*init, f"init.checkpoint={plain}", "init.mode=center", "init.side_taps=random"],
+        "c": lambda: [*init, f"init.checkpoint={sts}", "init.mode=center", "model.sts=true"],
+        "d": lambda: [*init, f"init.checkpoint={sts}", "init.mode=mean", "model.sts=true"],
+    }
+    return table[setting]()
 
 
-def _finetune(data: Path, out: Path, model: str, task: str, seed: int, extra: list[str]) -> tuple[float, float]:
+def _load(recipe: str, overrides: list[str], what: str):
+    try:
+        return load_config(_recipe(recipe), overrides)
+    except VidpriorError as e:
+        raise VidpriorError(f"quickstart {what}: {e}") from None
+
+
+def _timed(fn):
+    t0, c0 = time.monotonic(), time.process_time()
+    value = fn()
+    return value, time.monotonic() - t0, time.process_time() - c0
+
+
+def _pretrain(data: Path, out: Path, model: str, seed: int, plan: Plan, sts: bool) -> tuple[Path, dict]:
+    overrides = [
+        f"model.name={model}",
+        f"data.train={data / 'images' / 'train'}",
+        f"data.val={data / 'images' / 'val'}",
+        f"optim.epochs={plan.pretrain_epochs}",
+        f"train.seed={seed}",
+        f"out={out}",
+        *(["model.sts=true"] if sts else []),
+    ]
+    cfg = _load("pretrain", overrides, f"pre-training {model}{' with STS' if sts else ''}")
+    return out / "best.safetensors", jobs.run_training(cfg, progress=False)
+
+
+def _finetune(
+    data: Path, out: Path, model: str, task: str, seed: int, extra: list[str], what: str
+) -> tuple[float, float]:
     overrides = [f"model.name={model}", *_data_overrides(data, task), f"train.seed={seed}", f"out={out}", *extra]
-    cfg = load_config(_config_path() / f"finetune_{task}.yaml", overrides)
+    recipe = "finetune_appearance" if task == "appearance" else "finetune_temporal"
+    cfg = _load(recipe, overrides, what)
     summary = jobs.run_training(cfg, progress=False)
-    test_cfg = load_config(_config_path() / f"finetune_{task}.yaml", [*overrides, f"out={out / 'test'}", "task=test"])
+    test_cfg = _load(recipe, [*overrides, f"out={out / 'test'}", "task=test"], what)
     metrics = jobs.run_test(test_cfg, weights=str(out / "best.safetensors"), progress=False)
     return float(metrics["top1"]), float(summary["images_seen"])
+
+
+def _unit(data: Path, runs: Path, model: str, seed: int, plan: Plan, tick) -> tuple[list[Result], dict[str, Any]]:
+    """Every run of one model at one seed: the pre-training(s) it needs, then each task and setting."""
+    results, weights, pre_images = [], {}, 0.0
+    needed = [("pretrain", False)] if any(s in ("b", "b'") for s in plan.settings) else []
+    needed += [("pretrain_sts", True)] if any(s in ("c", "d") for s in plan.settings) else []
+    for key, sts in needed:
+        (path, summary), wall, cpu = _timed(partial(_pretrain, data, runs / key, model, seed, plan, sts))
+        weights[key], pre_images = path, float(summary["images_seen"])
+        top1 = float(summary["best_top1"] or 0.0)
+        results.append(Result(model, "images", key, seed, top1, pre_images, wall, cpu, str(runs / key)))
+        tick(model=model, run=key, top1=f"{top1:.1f}")
+    epoch_images = plan.spec.videos_train * FRAMES
+    video_images = plan.finetune_epochs * epoch_images
+    # (a) sees as many images as (b)-(d): pre-training plus fine-tuning, to the nearest epoch
+    scratch_epochs = max(1, round((pre_images + video_images) / epoch_images))
+    budget = {"pretrain_images": pre_images, "finetune_images": video_images, "scratch_epochs": scratch_epochs}
+    for task in plan.tasks:
+        for s in plan.settings:
+            extra = setting_overrides(
+                s,
+                plain=weights.get("pretrain"),
+                sts=weights.get("pretrain_sts"),
+                epochs=plan.finetune_epochs,
+                scratch_epochs=scratch_epochs,
+            )
+            folder = runs / f"{task}_{s.replace(chr(39), '_side')}"
+            what = f"{MODELS[model]}, task {task}, setting ({s}) {SETTINGS[s]}"
+            job = partial(_finetune, data, folder, model, task, seed, extra, what)
+            (top1, images), wall, cpu = _timed(job)
+            seen = images + (pre_images if s != "a" else 0.0)
+            results.append(Result(model, task, s, seed, top1, seen, wall, cpu, str(folder)))
+            tick(model=model, task=task, setting=s, top1=f"{top1:.1f}")
+    return results, budget
 
 
 def run(
     out: str | Path = "quickstart",
     *,
-    seeds: int | None = None,
-    time_budget_min: float = 8.0,
-    models: list[str] | None = None,
+    plan: Plan = PLANS["default"],
+    time_budget_min: float | None = 10.0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the comparison; ``seeds=None`` runs as many seeds as fit in ``time_budget_min`` (at least one)."""
+    """Run ``plan``; with ``time_budget_min``, a (seed, model) unit starts only if it is expected to end within the
+    budget (expected: the mean time of the finished units of that model). The first unit always runs."""
     out = Path(out)
-    t_start = time.monotonic()
-    data = build(out / "data", SPEC, progress=progress)
-    models = models or list(MODELS)
-    results: list[Result] = []
-    budget: dict[str, float] = {}
-    frames = 8
-    video_images = FINETUNE_EPOCHS * SPEC.videos_train * frames
-    total_steps = len(models) * len(TASKS) * len(SETTINGS) + len(models)
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    t_start, c_start = time.monotonic(), time.process_time()
+    with deterministic():
+        data = build(out / "data", plan.spec, progress=progress)
+        build_s = time.monotonic() - t_start
+        units = [(seed, model) for seed in range(plan.seeds) for model in plan.models]
+        runs_per_unit = len(plan.tasks) * len(plan.settings) + 2  # + the pre-trainings
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=total_steps * (seeds or 1), desc="quickstart", unit="run", dynamic_ncols=True)
-    seed = 0
-    per_seed = 0.0
-    while True:
-        t_seed = time.monotonic()
-        for model in models:
-            runs = out / "runs" / f"seed{seed}" / model
-            weights, pre_images, pre_top1 = _pretrain(data, runs / "pretrain", model, seed)
-            budget.setdefault("pretrain_images", pre_images)
-            results.append(Result(model, "images", "pretrain", seed, pre_top1, pre_images, 0.0, str(runs / "pretrain")))
-            if bar:
+            bar = tqdm(total=len(units) * runs_per_unit, desc="quickstart", unit="run", dynamic_ncols=True)
+
+        def tick(**info: str) -> None:
+            if bar is not None:
+                bar.set_postfix(**info)
                 bar.update()
-            # (a) gets the same total number of images seen as (b)-(d): pre-training + fine-tuning
-            scratch_epochs = max(1, round((pre_images + video_images) / (SPEC.videos_train * frames)))
-            budget["scratch_epochs"] = scratch_epochs
-            init = ["init.source=image", f"init.checkpoint={weights}", f"optim.epochs={FINETUNE_EPOCHS}"]
-            settings = {
-                "a": [f"optim.epochs={scratch_epochs}"],
-                "b": [*init, "init.mode=center"],
-                "c": [*init, "init.mode=center", "model.sts=true"],
-                "d": [*init, "init.mode=mean", "model.sts=true"],
-            }
-            for task in TASKS:
-                for key, extra in settings.items():
-                    t0 = time.monotonic()
-                    top1, images = _finetune(data, runs / f"{task}_{key}", model, task, seed, extra)
-                    total = images + (pre_images if key != "a" else 0)
-                    results.append(
-                        Result(model, task, key, seed, top1, total, time.monotonic() - t0, str(runs / f"{task}_{key}"))
-                    )
-                    if bar:
-                        bar.set_postfix(model=model, task=task, setting=key, top1=f"{top1:.1f}")
-                        bar.update()
-        per_seed = time.monotonic() - t_seed
-        seed += 1
-        elapsed = time.monotonic() - t_start
-        if seeds is not None:
-            if seed >= seeds:
+
+        results: list[Result] = []
+        budget: dict[str, Any] = {}
+        durations: dict[str, list[float]] = {}
+        skipped: list[tuple[int, str]] = []
+        for i, (seed, model) in enumerate(units):
+            elapsed = time.monotonic() - t_start
+            known = durations.get(model) or [d for v in durations.values() for d in v]
+            if time_budget_min is not None and i > 0 and elapsed + statistics.mean(known) > time_budget_min * 60:
+                skipped = units[i:]
                 break
-        elif elapsed + per_seed > time_budget_min * 60:
-            break
-        if bar is not None and seeds is None:
-            bar.total += total_steps
-            bar.refresh()
-    if bar:
-        bar.close()
-    from vidprior.quickstart.report import write_report
-
-    summary = write_report(out, results, budget=budget, seconds=time.monotonic() - t_start, seeds=seed)
-    return summary
-
-
-def aggregate(results: list[Result]) -> dict[tuple[str, str, str], tuple[float, float, int]]:
-    """(model, task, setting) -> (mean top-1, std, n)."""
-    groups: dict[tuple[str, str, str], list[float]] = {}
-    for r in results:
-        groups.setdefault((r.model, r.task, r.setting), []).append(r.top1)
-    return {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()}
+            t0 = time.monotonic()
+            unit_results, budget = _unit(data, out / "runs" / f"seed{seed}" / model, model, seed, plan, tick)
+            results += unit_results
+            durations.setdefault(model, []).append(time.monotonic() - t0)
+        if bar is not None:
+            bar.close()
+    timing = {
+        "seconds": time.monotonic() - t_start,
+        "cpu_seconds": time.process_time() - c_start,
+        "build_seconds": build_s,
+        "threads": THREADS,
+        "skipped_units": [f"seed{s}/{m}" for s, m in skipped],
+        "time_budget_min": time_budget_min,
+    }
+    return write_report(out, results, plan=asdict(plan), budget=budget, timing=timing)
 
 
-def to_json(results: list[Result]) -> list[dict[str, Any]]:
-    return [r.__dict__ for r in results]
-
-
-__all__ = ["MODELS", "SETTINGS", "TASKS", "Result", "aggregate", "json", "run", "to_json"]
+__all__ = ["PLANS", "THREADS", "Plan", "deterministic", "run", "setting_overrides"]
