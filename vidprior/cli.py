@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from vidprior import __version__
+from vidprior.analysis.commands import COMMANDS as ANALYSIS_COMMANDS
 from vidprior.errors import VidpriorError
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -294,6 +295,7 @@ COMMANDS: list[Command] = [
         _args_quickstart,
         _cmd_quickstart,
     ),
+    *ANALYSIS_COMMANDS,  # gradcam, kernels, predict, export, profile (vidprior/analysis/commands.py)
 ]
 
 
@@ -306,9 +308,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser.add_argument("--version", action="version", version=f"vidprior {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parsers = {}
-    from vidprior.analysis.commands import COMMANDS as ANALYSIS  # gradcam, kernels, predict, export, profile
-
-    for name, help_, add_arguments, run in [*COMMANDS, *ANALYSIS]:
+    for name, help_, add_arguments, run in COMMANDS:
         p = sub.add_parser(name, help=help_, description=help_)
         add_arguments(p)
         p.set_defaults(func=run)
