@@ -369,6 +369,7 @@ def test_precise_bn_recomputes_exact_statistics():
     assert bn.momentum == 0.1  # restored
 
 
+@pytest.mark.slow
 def test_resume_auto_with_every_checkpoint_damaged_says_so_unless_allowed_to_restart(data, tmp_path):
     out = tmp_path / "run"
     assert run("finetune", *_k400(data, out), "optim.epochs=1").returncode == 0
