@@ -122,3 +122,24 @@ def test_a_video_task_on_an_image_format_says_so(tmp_path):
     cfg = load_config(None, ["data.format=imagelist", f"data.train={tmp_path / 'list.txt'}"])
     with pytest.raises(ConfigError, match="holds images; task finetune needs a video format"):
         video_dataset(cfg, "train", train=True)
+
+
+def test_every_sts_option_of_the_layer_is_a_model_key_and_reaches_the_model():
+    from vidprior.engine.assembly import build_model
+    from vidprior.layers.sts import STS_OPTIONS
+
+    cfg = load_config(
+        None,
+        [
+            "data.train=t.txt", "model.name=slowonly_tiny", "model.num_classes=3", "model.sts=true",
+            "model.static_ratio=0.25", "model.static_mode=dilated", "model.static_dilation=3",
+        ],
+    )  # fmt: skip
+    assert set(STS_OPTIONS) <= set(to_dict(cfg.model))
+    model = build_model(cfg)
+    from vidprior.layers.sts import STSConv3d
+
+    layers = [m for m in model.modules() if isinstance(m, STSConv3d)]
+    assert layers, "model.sts=true placed no STS layer"
+    for name in STS_OPTIONS:  # each option as configured, not the layer's default
+        assert {getattr(m, name) for m in layers} == {getattr(cfg.model, name)}, name

@@ -369,6 +369,7 @@ def test_precise_bn_recomputes_exact_statistics():
     assert bn.momentum == 0.1  # restored
 
 
+@pytest.mark.slow
 def test_resume_auto_with_every_checkpoint_damaged_says_so_unless_allowed_to_restart(data, tmp_path):
     out = tmp_path / "run"
     assert run("finetune", *_k400(data, out), "optim.epochs=1").returncode == 0
@@ -426,7 +427,9 @@ def test_a_stuck_peer_fails_the_run_within_the_time_out(data, tmp_path):
     assert res.returncode != 0
     errors = [ln for ln in res.stderr.splitlines() if "fault_train: error:" in ln]
     assert errors and "another process did not answer within 15 s" in errors[0], res.stderr[-3000:]
-    assert "VIDPRIOR_DIST_TIMEOUT_S" in errors[0]
+    assert "VIDPRIOR_DIST_TIMEOUT_S sets the time-out" in errors[0] and errors[0].startswith(
+        "fault_train: error: process 0"
+    )
 
 
 @pytest.mark.slow
@@ -445,7 +448,9 @@ def test_bad_files_on_one_rank_stop_every_rank(data, tmp_path):
     assert res.returncode != 0
     errors = [ln for ln in res.stderr.splitlines() if "fault_train: error:" in ln]
     assert errors and "max_bad_fraction" in errors[0], res.stderr[-3000:]
-    assert not any("did not answer" in e for e in errors)  # the other process was stopped, not left waiting
+    # the other process stops at once (torchrun ends it, or its collective fails on the closed connection), never
+    # after waiting out the 120 s time-out
+    assert not any("did not answer" in e for e in errors), errors
 
 
 def test_every_process_gets_the_same_number_of_batches():

@@ -19,7 +19,7 @@ from vidprior.data.lists import Record, read_rawframe_list, read_ssv2, read_vide
 from vidprior.data.transforms import default_hflip
 from vidprior.errors import VidpriorError, closest
 
-Reader = Callable[[str, Any], "tuple[list[Record], list[str] | None]"]
+Reader = Callable[[str, Any], tuple[list[Record], list[str] | None]]
 
 
 def _read_list(path: str, opts: Any) -> tuple[list[Record], list[str] | None]:

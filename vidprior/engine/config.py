@@ -27,7 +27,7 @@ class ModelCfg:
     num_classes: int = 400
     sts: bool | str = False  # True / "paper": the paper's placement; "all": every eligible conv
     static_ratio: float | str = 0.5
-    static_mode: str = "cross"  # allowed values of this and other choices: allowed_values() below
+    static_mode: str = "cross"  # allowed values of this and the other named choices: allowed_values() below
     static_dilation: int = 2
     layout: str = "zero_pad"
     dropout: float = 0.5
@@ -36,7 +36,7 @@ class ModelCfg:
 
 @dataclass
 class DataCfg:
-    format: str = "list"  # vidprior.data.formats.FORMATS: list, ssv2, rawframes, imagefolder, imagelist
+    format: str = "list"  # a name in vidprior.data.formats.FORMATS (which says what each holds)
     train: str | None = None
     val: str | None = None
     test: str | None = None

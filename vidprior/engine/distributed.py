@@ -55,14 +55,18 @@ def peer_errors():
         if not dist.is_initialized() or (not isinstance(e, dist.DistError) and not _PEER_WORDS.search(text)):
             raise
         first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
-        raise PeerError(
-            f"process {dist.get_rank()} of {dist.get_world_size()}: another process did not answer within "
-            f"{peer_timeout_s():g} s or its connection broke ({first}); it may be stuck or dead. Check the other "
-            f"processes' logs; {TIMEOUT_ENV} sets the time-out"
-        ) from None
+        me = f"process {dist.get_rank()} of {dist.get_world_size()}"
+        if _TIMEOUT_WORDS.search(text):
+            why = f"another process did not answer within {peer_timeout_s():g} s ({first}); it may be stuck"
+            hint = f"{TIMEOUT_ENV} sets the time-out"
+        else:
+            why = f"lost the connection to another process ({first}); it probably stopped"
+            hint = "its own error is in its log"
+        raise PeerError(f"{me}: {why}. {hint}") from None
 
 
 _PEER_WORDS = re.compile(r"timed? ?out|timeout|connection|peer|gloo|nccl", re.IGNORECASE)
+_TIMEOUT_WORDS = re.compile(r"timed? ?out|timeout", re.IGNORECASE)
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
