@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vidprior.errors import TransferError
-from vidprior.models.image_view import image_model
+from vidprior.models.image_view import image_model, is_image_view
 from vidprior.models.inflate import InflateMode, TransferReport, deflate_weight, inflate_state_dict, inflate_weight
 
 
@@ -133,7 +133,7 @@ def load_imagenet_resnet(
     network lacks (the fast pathway, laterals) keep the model's own values and are reported too. For a 3D model
     the loaded tensors are inflated with ``init`` (default: centre slice, the paper's zero-init).
     """
-    is_view = getattr(model, "is_image_view", False)
+    is_view = is_image_view(model)
     view = model if is_view else image_model(model)
     prefix = "backbone.slow_path." if hasattr(getattr(view, "backbone", None), "slow_path") else "backbone."
     src = resnet_to_vidprior(state_2d, prefix)

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from vidprior.errors import TransferError, VidpriorError, closest
+from vidprior.layers.sts import STSConv3d
 from vidprior.models.checkpoints import load_imagenet_resnet, load_official
-from vidprior.models.inflate import InflateMode, TransferReport, inflate_state_dict
+from vidprior.models.inflate import InflateMode, TransferReport, inflate_state_dict, inflate_weight
 
 DEFAULT_SKIP: tuple[str, ...] = ("cls_head.*",)
 
@@ -45,8 +46,37 @@ def _matches(key: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
+def _layer_of(model: nn.Module, key: str) -> nn.Module | None:
+    name, _, leaf = key.rpartition(".")
+    if leaf != "weight":
+        return None
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _image_kernels_3d(model: nn.Module, req: LoadRequest, state: dict[str, Tensor], report: TransferReport) -> None:
+    """An image checkpoint of an STS model holds its STS kernels whole (5-D, see ``ImageSTSConv``): the static
+    filters learned all three slices as spatial taps and keep them where the model's layer is STS too; every other
+    filter (the dynamic ones, or all of a layer without STS) met images with its centre slice only and is inflated
+    from it with ``init.mode`` like a 2D kernel."""
+    for key in list(report.copied):
+        value = state[key]
+        if value.dim() != 5 or value.shape[2] == 1:
+            continue
+        layer = _layer_of(model, key)
+        keep = layer.num_static if isinstance(layer, STSConv3d) else 0
+        new = value.clone()
+        new[keep:] = inflate_weight(value[keep:, :, value.shape[2] // 2], value.shape[2], req.mode)
+        state[key] = new
+        report.copied.remove(key)
+        report.inflated.append(key)
+
+
 def _load_image(model: nn.Module, req: LoadRequest) -> TransferReport:
     state, report = inflate_state_dict(req.state, model, mode=req.mode, skip=req.skip)
+    _image_kernels_3d(model, req, state, report)
     model.load_state_dict(state, strict=False)
     return report
 
