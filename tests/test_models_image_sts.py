@@ -49,7 +49,7 @@ def test_image_view_of_sts_model_equals_one_frame_clip(name, sts, mode, layout):
     assert list(w2) == list(w3)
     for n in sts_names:
         assert w2[f"{n}.weight"].shape == w3[f"{n}.weight"].shape  # the 3D kernel, all three slices
-    img = torch.randn(2, 3, 24, 24, dtype=torch.float64)
+    img = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     with torch.no_grad():
         expected = model(img.unsqueeze(2))
         got = view(img)
