@@ -77,8 +77,10 @@ def save_checkpoint(
     *,
     model_state: dict[str, torch.Tensor] | None = None,
     keep_last: int = 3,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``state`` (and the model weights as safetensors) atomically as checkpoint ``step``; prune old ones."""
+    """Write ``state`` (and the model weights as safetensors, with ``metadata``) atomically as checkpoint ``step``;
+    prune old ones."""
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
@@ -92,7 +94,7 @@ def save_checkpoint(
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"step": str(step)})
+        save_file(tensors, str(tmp / WEIGHTS), metadata={**(metadata or {}), "step": str(step)})
         files.append(WEIGHTS)
     for name in files:
         _fsync_file(tmp / name)

@@ -144,7 +144,15 @@ def build_model(cfg: RunCfg, *, num_classes: int | None = None) -> nn.Module:
         sts_options = {k: getattr(m, k) for k in ("static_ratio", "static_mode", "static_dilation", "layout")}
         apply_sts(model, m.sts, **sts_options)
     i = cfg.init
-    load_initial_weights(model, source=i.source, path=i.checkpoint, mode=i.mode, skip=i.skip)
+    load_initial_weights(
+        model,
+        source=i.source,
+        path=i.checkpoint,
+        mode=i.mode,
+        skip=i.skip,
+        side_taps=i.side_taps,
+        side_taps_scale=i.side_taps_scale,
+    )
     return model
 
 

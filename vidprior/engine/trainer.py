@@ -40,7 +40,7 @@ from vidprior.engine.config import RunCfg, to_dict
 from vidprior.engine.distributed import ResumableSampler, all_sum, all_true, barrier, is_main
 from vidprior.engine.logger import MetricLogger, draw_curves
 from vidprior.engine.metrics import topk_correct
-from vidprior.engine.optim import build_optimizer, build_scheduler
+from vidprior.engine.optim import build_optimizer, build_scheduler, schedule_metadata
 from vidprior.errors import VidpriorError
 
 # keys of the config that may differ on resume without changing what the run computes
@@ -322,11 +322,15 @@ class Trainer:
                 self.state_dict(),
                 model_state=self.model.state_dict(),
                 keep_last=self.cfg.train.keep_last,
+                metadata=self._schedule_metadata(),
             )
         self._last_ckpt_time = time.monotonic()
         if sync:
             barrier()
         return path
+
+    def _schedule_metadata(self) -> dict[str, str]:
+        return schedule_metadata(self.cfg.optim, self.cfg.train.batch_size, self.steps_per_epoch, self.state.step)
 
     def resume(self, spec: str | None) -> bool:
         """``spec``: ``"auto"`` (newest valid checkpoint in the run folder, if any) or a checkpoint folder."""
@@ -603,7 +607,7 @@ class Trainer:
                     self.logger.log("val", self.state.step, **record)
                     if record.get("top1", -1) > self.state.best_top1 and is_main():
                         self.state.best_top1 = record["top1"]
-                        _save_best(self.run_dir, self.model, record)
+                        _save_best(self.run_dir, self.model, record, self._schedule_metadata())
                 self.state.history.append(record)
                 self.save()
         finally:
@@ -641,14 +645,14 @@ class Trainer:
         }
 
 
-def _save_best(run_dir: Path, model: nn.Module, record: dict[str, Any]) -> None:
+def _save_best(run_dir: Path, model: nn.Module, record: dict[str, Any], metadata: dict[str, str]) -> None:
     import json
     import os
 
     from safetensors.torch import save_file
 
     tmp = run_dir / "best.safetensors.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
     os.replace(tmp, run_dir / "best.safetensors")
     (run_dir / "best.json").write_text(json.dumps(record))
 
