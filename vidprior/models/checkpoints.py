@@ -27,7 +27,7 @@ def _classifier_name(model: nn.Module) -> str:
     head = getattr(model, "cls_head", None)
     if head is None:
         raise TransferError("the model has no `cls_head`; expected a vidprior VideoClassifier")
-    return "cls_head.fc2" if hasattr(head, "fc2") else "cls_head.fc_cls"
+    return f"cls_head.{head.classifier}"
 
 
 def official_to_vidprior(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
