@@ -69,8 +69,8 @@ def _weights_of_run(run: Path) -> Path:
 
 
 def _from_run(run: Path, sts: bool | str | None) -> ModelSource:
-    from vidprior.engine.config import InitCfg, load_config
     from vidprior.engine.assembly import build_model
+    from vidprior.engine.config import InitCfg, load_config
     from vidprior.utils.io import load_state_dict_file
 
     cfg = load_config(run / "config.yaml")

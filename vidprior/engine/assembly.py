@@ -131,7 +131,15 @@ def build_model(cfg: RunCfg, *, num_classes: int | None = None) -> nn.Module:
     if m.sts:  # STS shares the convs' Parameters: weights load the same before or after
         apply_sts(model, m.sts, **{name: getattr(m, name) for name in STS_OPTIONS})  # the model.<option> keys
     i = cfg.init
-    load_initial_weights(model, source=i.source, path=i.checkpoint, mode=i.mode, skip=i.skip)
+    load_initial_weights(
+        model,
+        source=i.source,
+        path=i.checkpoint,
+        mode=i.mode,
+        skip=i.skip,
+        side_taps=i.side_taps,
+        side_taps_scale=i.side_taps_scale,
+    )
     return model
 
 

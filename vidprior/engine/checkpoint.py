@@ -82,8 +82,10 @@ def save_checkpoint(
     *,
     model_state: dict[str, torch.Tensor] | None = None,
     keep_last: int = 3,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``state`` (and the model weights as safetensors) atomically as checkpoint ``step``; prune old ones.
+    """Write ``state`` (and the model weights as safetensors, with ``metadata``) atomically as checkpoint ``step``;
+    prune old ones.
 
     A failed write (disk full, file-size limit, I/O error) removes the partial ``.tmp`` folder, leaves every earlier
     checkpoint untouched and raises :class:`CheckpointError` naming the folder and the cause: never a silent success.
@@ -96,7 +98,7 @@ def save_checkpoint(
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        _write_files(tmp, step, state, model_state)
+        _write_files(tmp, step, state, model_state, metadata)
         if final.exists():  # re-saving the same step (e.g. after a resume): move the old one aside, then replace
             old = root / f"step_{step:08d}.old.tmp"  # a ``.tmp`` name: cleaned up by the next prune
             shutil.rmtree(old, ignore_errors=True)
@@ -116,7 +118,13 @@ def save_checkpoint(
     return final
 
 
-def _write_files(tmp: Path, step: int, state: dict[str, Any], model_state: dict[str, torch.Tensor] | None) -> None:
+def _write_files(
+    tmp: Path,
+    step: int,
+    state: dict[str, Any],
+    model_state: dict[str, torch.Tensor] | None,
+    metadata: dict[str, str] | None,
+) -> None:
     """Write and fsync the payload files and, last, the manifest (the commit marker) into ``tmp``."""
     torch.save(state, tmp / STATE)
     files = [STATE]
@@ -124,7 +132,7 @@ def _write_files(tmp: Path, step: int, state: dict[str, Any], model_state: dict[
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"step": str(step)})
+        save_file(tensors, str(tmp / WEIGHTS), metadata={**(metadata or {}), "step": str(step)})
         files.append(WEIGHTS)
     for name in files:
         _fsync_file(tmp / name)

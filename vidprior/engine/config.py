@@ -73,6 +73,11 @@ class InitCfg:
     # task pretrain: the temporal slice each 3D conv gives its 2D counterpart, as an offset from the tap that meets
     # a one-frame clip: -1, 0, 1 = the paper's t1, t2, t3 (Table 1 linear probing; 1-tap convs ignore it)
     tap: int = 0
+    # side slices of inflated kernels: "zero" (as init.mode makes them; the paper's zero-init) or "random" (plus the
+    # video model's own initialisation scaled by side_taps_scale: a number, or "auto" = the weight-decay shrink of the
+    # image checkpoint's recorded schedule); docs/image_pretraining_sts.md
+    side_taps: str = "zero"
+    side_taps_scale: float | str = "auto"
 
 
 @dataclass
@@ -404,6 +409,22 @@ def validate(cfg: RunCfg, *, world_size: int = 1) -> None:
         need(len(t.trainable) > 0, "train.trainable", t.trainable, "an empty list would freeze every parameter")
         bad = [p for p in t.trainable if not p.strip()]
         need(not bad, "train.trainable", t.trainable, "empty pattern")
+    from vidprior.models.side_taps import SIDE_TAPS
+
+    need(cfg.init.side_taps in SIDE_TAPS, "init.side_taps", cfg.init.side_taps, f"expected one of {list(SIDE_TAPS)}")
+    scale = cfg.init.side_taps_scale
+    need(
+        scale == "auto" or (isinstance(scale, float) and 0 <= scale < float("inf")),
+        "init.side_taps_scale",
+        scale,
+        "expected a finite number >= 0 or 'auto'",
+    )
+    need(
+        cfg.init.side_taps == "zero" or cfg.init.source in ("image", "imagenet_resnet", "official"),
+        "init.side_taps",
+        cfg.init.side_taps,
+        f"only for weights inflated from 2D (init.source image, imagenet_resnet, official); not {cfg.init.source!r}",
+    )
     if isinstance(cfg.init.mode, str):
         need(
             cfg.init.mode in ("center", "mean"),

@@ -53,3 +53,24 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimCfg, steps_per_e
         warmup_prefix=False,
         t_in_epochs=False,
     )
+
+
+def schedule_metadata(cfg: OptimCfg, global_batch: int, steps_per_epoch: int, steps: int) -> dict[str, str]:
+    """The schedule of the optimizer steps taken so far, for the metadata of saved weights (read back by
+    ``init.side_taps_scale=auto``, :mod:`vidprior.models.side_taps`)."""
+    import json
+
+    from vidprior.models.side_taps import SCHEDULE_KEY
+
+    schedule = {
+        "optimizer": cfg.name,
+        "lr": scaled_lr(cfg, global_batch),
+        "weight_decay": cfg.weight_decay,
+        "momentum": cfg.momentum if cfg.name == "sgd" else 0.0,
+        "total_steps": max(1, cfg.epochs * steps_per_epoch),
+        "warmup_steps": round(cfg.warmup_epochs * steps_per_epoch),
+        "warmup_lr": cfg.warmup_lr,
+        "min_lr": cfg.min_lr,
+        "steps": steps,
+    }
+    return {SCHEDULE_KEY: json.dumps(schedule)}

@@ -41,7 +41,7 @@ from vidprior.engine.evaluate import evaluate, summary_metrics
 from vidprior.engine.freezing import freeze_parameters, recompute_bn_stats, set_train_mode
 from vidprior.engine.guards import NonFiniteError
 from vidprior.engine.logger import MetricLogger, draw_curves
-from vidprior.engine.optim import build_optimizer, build_scheduler
+from vidprior.engine.optim import build_optimizer, build_scheduler, schedule_metadata
 from vidprior.engine.signals import CheckpointClock, SignalWatch
 from vidprior.engine.train_state import (
     TrainState,
@@ -221,7 +221,7 @@ class Trainer:
             self.logger.log("val", self.state.step, **record)
             if record.get("top1", -1) > self.state.best_top1 and is_main():
                 self.state.best_top1 = record["top1"]
-                _save_best(self.run_dir, self.model, record)
+                _save_best(self.run_dir, self.model, record, self.schedule_metadata())
         self.state.history.append(record)
         self.save()
         self.callbacks.on_epoch_end(self, record)
@@ -329,11 +329,16 @@ class Trainer:
                 self.state_dict(),
                 model_state=self.model.state_dict(),
                 keep_last=self.cfg.train.keep_last,
+                metadata=self.schedule_metadata(),
             )
         self.clock.saved()
         if sync:
             barrier()
         return path
+
+    def schedule_metadata(self) -> dict[str, str]:
+        """The optimizer schedule so far, recorded in saved weights (``init.side_taps_scale=auto`` reads it)."""
+        return schedule_metadata(self.cfg.optim, self.cfg.train.batch_size, self.steps_per_epoch, self.state.step)
 
     def resume(self, spec: str | None) -> bool:
         """``spec``: ``"auto"`` (newest valid checkpoint in the run folder, if any: :func:`auto_resume_point`) or a
@@ -430,8 +435,8 @@ class Trainer:
         }
 
 
-def _save_best(run_dir: Path, model: nn.Module, record: dict[str, Any]) -> None:
-    ckpt.write_safetensors(run_dir / "best.safetensors", model.state_dict())
+def _save_best(run_dir: Path, model: nn.Module, record: dict[str, Any], metadata: dict[str, str]) -> None:
+    ckpt.write_safetensors(run_dir / "best.safetensors", model.state_dict(), metadata)
     (run_dir / "best.json").write_text(json.dumps(record))
 
 

@@ -5,7 +5,7 @@ Family modules register their builders on import; they are imported here explici
 
 from vidprior.models._registry import apply_sts, create_model, list_models, register_model
 from vidprior.models.base import ClsHead, VideoClassifier, count_sts_layers
-from vidprior.models.image_view import image_model
+from vidprior.models.image_view import ImageSTSConv, image_model, is_image_view
 
 # family modules: importing them registers their builders
 from vidprior.models import r2plus1d, resnet3d, slowfast, tiny, x3d  # noqa: F401  isort: skip
@@ -20,6 +20,7 @@ from vidprior.models.inflate import (
 
 __all__ = [
     "ClsHead",
+    "ImageSTSConv",
     "TransferReport",
     "VideoClassifier",
     "apply_sts",
@@ -30,6 +31,7 @@ __all__ = [
     "image_model",
     "inflate_state_dict",
     "inflate_weight",
+    "is_image_view",
     "list_models",
     "load_inflated",
     "register_model",

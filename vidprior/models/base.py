@@ -33,14 +33,24 @@ def _pool(x: Tensor) -> Tensor:
 
 
 class ClsHead(nn.Module):
-    """Global average pool -> dropout -> ``fc_cls`` (mmaction2's I3DHead)."""
+    """Global average pool -> dropout -> ``fc_cls`` (mmaction2's I3DHead).
+
+    Subclasses add layers between the pooling and the classifier in :meth:`_build_neck` and may name the classifier
+    differently (:attr:`classifier`; ``fc_cls`` then stays an alias of it).
+    """
+
+    classifier = "fc_cls"  # attribute name of the classifier (its state-dict prefix inside the head)
 
     def __init__(self, in_features: int, num_classes: int, *, dropout: float = 0.5, init_std: float = 0.01) -> None:
         super().__init__()
         self.in_features = in_features
         self.init_std = init_std
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc_cls = self._make_fc(num_classes)
+        self._build_neck()
+        setattr(self, self.classifier, self._make_fc(num_classes))
+
+    def _build_neck(self) -> None:
+        """Layers between the pooled features and the classifier (none here), created before the classifier."""
 
     @property
     def pre_logits_features(self) -> int:
@@ -55,7 +65,7 @@ class ClsHead(nn.Module):
         return fc
 
     def reset(self, num_classes: int) -> None:
-        self.fc_cls = self._make_fc(num_classes)
+        setattr(self, self.classifier, self._make_fc(num_classes))
 
     def pooled(self, x: Tensor) -> Tensor:
         return _pool(x)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from vidprior.errors import TransferError
-from vidprior.models.image_view import image_model
+from vidprior.models.image_view import image_model, is_image_view
 from vidprior.models.inflate import InflateMode, TransferReport, deflate_weight, inflate_state_dict, inflate_weight
 
 
@@ -27,7 +27,7 @@ def _classifier_name(model: nn.Module) -> str:
     head = getattr(model, "cls_head", None)
     if head is None:
         raise TransferError("the model has no `cls_head`; expected a vidprior VideoClassifier")
-    return "cls_head.fc2" if hasattr(head, "fc2") else "cls_head.fc_cls"
+    return f"cls_head.{head.classifier}"
 
 
 def official_to_vidprior(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
@@ -133,7 +133,7 @@ def load_imagenet_resnet(
     network lacks (the fast pathway, laterals) keep the model's own values and are reported too. For a 3D model
     the loaded tensors are inflated with ``init`` (default: centre slice, the paper's zero-init).
     """
-    is_view = getattr(model, "is_image_view", False)
+    is_view = is_image_view(model)
     view = model if is_view else image_model(model)
     prefix = "backbone.slow_path." if hasattr(getattr(view, "backbone", None), "slow_path") else "backbone."
     src = resnet_to_vidprior(state_2d, prefix)

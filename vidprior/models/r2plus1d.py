@@ -23,6 +23,7 @@ counterpart) works on these models too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
@@ -187,12 +188,12 @@ class ResNet2Plus1d(nn.Module):
         self.out_channels = inplanes
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1(x)
+        x = self.conv1(x)  # (B, 3, T, H, W) -> (B, C, T, H/2, W/2)
         if self.maxpool is not None:
-            x = self.maxpool(x)
+            x = self.maxpool(x)  # -> (B, C, T, H/4, W/4)
         for name in self.res_layers:  # no pool2 in R(2+1)D (mmaction2)
-            x = getattr(self, name)(x)
-        return x
+            x = getattr(self, name)(x)  # stages 2-4 halve H, W (and T by temporal_strides), double channels
+        return x  # (B, 8C, T', H/32, W/32) with the pool; H/16, W/16 without
 
 
 def _sts_layers(backbone: ResNet2Plus1d) -> list[str]:
@@ -205,7 +206,46 @@ def _sts_layers(backbone: ResNet2Plus1d) -> list[str]:
     return names
 
 
-def _build(backbone: ResNet2Plus1d, *, num_classes: int, dropout: float) -> VideoClassifier:
+@dataclass(frozen=True)
+class R2Plus1dVariant:
+    """One member of the family, as data (the depth and temporal strides are builder arguments)."""
+
+    stem_mid: int | None  # middle width of the factorised stem at base width 64 (None: mmaction2's rule)
+    stem_pool: bool
+    factorised_downsample: bool
+    bn_eps: float
+    bn_s_eps: float  # BN between the spatial and the temporal conv of a (2+1)D conv
+    shared_mid: bool  # each block's conv2 with conv1's middle width (torchvision)
+
+
+R2PLUS1D_VARIANTS: dict[str, R2Plus1dVariant] = {
+    "r2plus1d34": R2Plus1dVariant(None, True, True, 1e-3, _MMACTION_BN_S_EPS, False),
+    "r2plus1d18": R2Plus1dVariant(45, False, False, 1e-5, 1e-5, True),
+}
+
+
+def r2plus1d(
+    variant: str,
+    *,
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    base_channels: int = 64,
+    stage_blocks: Sequence[int] = (3, 4, 6, 3),
+    temporal_strides: Sequence[int] = (1, 1, 1, 1),
+) -> VideoClassifier:
+    """The family's one builder: ``variant`` from :data:`R2PLUS1D_VARIANTS` with width, depth and temporal strides."""
+    v = R2PLUS1D_VARIANTS[variant]
+    backbone = ResNet2Plus1d(
+        base_channels=base_channels,
+        stage_blocks=tuple(stage_blocks),
+        temporal_strides=tuple(temporal_strides),
+        stem_mid=None if v.stem_mid is None else max(1, v.stem_mid * base_channels // 64),
+        stem_pool=v.stem_pool,
+        factorised_downsample=v.factorised_downsample,
+        bn_eps=v.bn_eps,
+        bn_s_eps=v.bn_s_eps,
+        shared_mid=v.shared_mid,
+    )
     init_weights(backbone)  # no zero-init residual (the authors' config sets zero_init_residual=False)
     head = ClsHead(backbone.out_channels, num_classes, dropout=dropout)
     return VideoClassifier(backbone, head, default_clip=(8, 8), sts_layers=_sts_layers(backbone))
@@ -223,17 +263,14 @@ def r2plus1d34(
     """R(2+1)D-34 as the paper ran it (mmaction2 ``ResNet2Plus1d``, 8 frames x interval 8): factorised stem, max
     pool, BasicBlock [3, 4, 6, 3], factorised projections, no temporal striding (mmaction2's default would be
     ``(1, 2, 2, 2)``), BN eps 1e-3. STS (paper): the 33 temporal convs of the stem and the blocks."""
-    backbone = ResNet2Plus1d(
+    return r2plus1d(
+        "r2plus1d34",
+        num_classes=num_classes,
+        dropout=dropout,
         base_channels=base_channels,
-        stage_blocks=tuple(stage_blocks),
-        temporal_strides=tuple(temporal_strides),
-        stem_mid=None,
-        stem_pool=True,
-        factorised_downsample=True,
-        bn_eps=1e-3,
-        bn_s_eps=_MMACTION_BN_S_EPS,
+        stage_blocks=stage_blocks,
+        temporal_strides=temporal_strides,
     )
-    return _build(backbone, num_classes=num_classes, dropout=dropout)
 
 
 @register_model
@@ -250,18 +287,14 @@ def r2plus1d18(
     projections, each block's ``conv2`` with ``conv1``'s middle width, BN eps 1e-5. vidprior's names and head
     (dropout before ``fc_cls``; torchvision has none; the test suite maps torchvision's keys). STS: the 17
     temporal convs of the stem and the blocks (the first ``conv_t`` of stages 2-4 with temporal stride 2)."""
-    backbone = ResNet2Plus1d(
+    return r2plus1d(
+        "r2plus1d18",
+        num_classes=num_classes,
+        dropout=dropout,
         base_channels=base_channels,
-        stage_blocks=tuple(stage_blocks),
-        temporal_strides=tuple(temporal_strides),
-        stem_mid=max(1, 45 * base_channels // 64),  # torchvision's fixed 45 at width 64
-        stem_pool=False,
-        factorised_downsample=False,
-        bn_eps=1e-5,
-        bn_s_eps=1e-5,
-        shared_mid=True,
+        stage_blocks=stage_blocks,
+        temporal_strides=temporal_strides,
     )
-    return _build(backbone, num_classes=num_classes, dropout=dropout)
 
 
 @register_model
@@ -270,4 +303,14 @@ def r2plus1d_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoClass
     return r2plus1d34(num_classes=num_classes, dropout=dropout, base_channels=16, stage_blocks=(1, 1, 1, 1))
 
 
-__all__ = ["BasicBlock2plus1d", "Conv2plus1d", "ResNet2Plus1d", "mid_channels", "r2plus1d18", "r2plus1d34"]
+__all__ = [
+    "R2PLUS1D_VARIANTS",
+    "BasicBlock2plus1d",
+    "Conv2plus1d",
+    "R2Plus1dVariant",
+    "ResNet2Plus1d",
+    "mid_channels",
+    "r2plus1d",
+    "r2plus1d18",
+    "r2plus1d34",
+]

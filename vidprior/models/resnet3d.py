@@ -10,6 +10,7 @@ No temporal down-sampling anywhere, as in the paper. The pathways of SlowFast ar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from torch import Tensor, nn
@@ -72,9 +73,9 @@ class Bottleneck3d(nn.Module):
 class ResNet3d(nn.Module):
     """Stem (``conv1`` + ``maxpool``) and four stages ``layer1``..``layer4`` of :class:`Bottleneck3d`.
 
-    With ``lateral_channels`` (SlowFast's slow pathway) the first block of every stage takes that many extra input
-    channels from the fast pathway, and the lateral convs ``conv1_lateral``, ``layer{i}_lateral`` are created on the
-    *fast* pathway's channel counts (mmaction2 keeps them on the slow path module; so do we, for the names).
+    Subclasses may widen the input of each stage and add modules after the stem and after each stage through
+    :meth:`_stage_extra_in` and :meth:`_after` (SlowFast's slow pathway adds its laterals there, in
+    :mod:`vidprior.models.slowfast`).
     """
 
     def __init__(
@@ -89,28 +90,20 @@ class ResNet3d(nn.Module):
         conv1_kernel: tuple[int, int, int] = (1, 7, 7),
         bn_eps: float = 1e-5,
         in_channels: int = 3,
-        lateral: bool = False,
-        channel_ratio: int = 8,
-        speed_ratio: int = 8,
-        fusion_kernel: int = 5,
     ) -> None:
         super().__init__()
         if len(stage_blocks) != 4 or len(spatial_strides) != 4 or len(inflate) != 4:
             raise ValueError("stage_blocks, spatial_strides and inflate need one entry per stage (4)")
-        self.lateral = lateral
         pad1 = tuple((k - 1) // 2 for k in conv1_kernel)
         self.conv1 = ConvModule(in_channels, base_channels, conv1_kernel, (1, 2, 2), pad1, bn_eps=bn_eps)
         self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
-        if lateral:
-            self.conv1_lateral = self._lateral(base_channels // channel_ratio, speed_ratio, fusion_kernel)
+        self._after("conv1", base_channels, last=False)
         inplanes = base_channels
-        self.zero_init_bns: list[nn.BatchNorm3d] = []
         self.res_layers: list[str] = []
         for i, blocks in enumerate(stage_blocks):
             planes = base_channels * 2**i
-            lateral_in = inplanes * 2 // channel_ratio if lateral else 0
             layer = self._make_layer(
-                inplanes + lateral_in,
+                inplanes + self._stage_extra_in(inplanes),
                 planes,
                 blocks,
                 spatial_stride=spatial_strides[i],
@@ -123,22 +116,15 @@ class ResNet3d(nn.Module):
             self.add_module(name, layer)
             self.res_layers.append(name)
             inplanes = planes * Bottleneck3d.expansion
-            if lateral and i != len(stage_blocks) - 1:
-                self.add_module(f"{name}_lateral", self._lateral(inplanes // channel_ratio, speed_ratio, fusion_kernel))
+            self._after(name, inplanes, last=i == len(stage_blocks) - 1)
         self.out_channels = inplanes
 
-    @staticmethod
-    def _lateral(channels: int, speed_ratio: int, fusion_kernel: int) -> ConvModule:
-        # time-strided conv from the fast pathway, no norm or activation (mmaction2 / SlowFast paper)
-        return ConvModule(
-            channels,
-            channels * 2,
-            (fusion_kernel, 1, 1),
-            (speed_ratio, 1, 1),
-            ((fusion_kernel - 1) // 2, 0, 0),
-            norm=False,
-            act=None,
-        )
+    def _stage_extra_in(self, inplanes: int) -> int:
+        """Extra input channels of a stage whose own input has ``inplanes`` channels (none in a plain ResNet)."""
+        return 0
+
+    def _after(self, name: str, channels: int, *, last: bool) -> None:
+        """Called after the stem (``conv1``) and after each stage is created, with its output channels."""
 
     def _make_layer(self, inplanes: int, planes: int, blocks: int, **kw) -> nn.Sequential:
         out = planes * Bottleneck3d.expansion
@@ -151,50 +137,75 @@ class ResNet3d(nn.Module):
         return nn.Sequential(*layers)
 
     def forward_stem(self, x: Tensor) -> Tensor:
-        return self.maxpool(self.conv1(x))
+        return self.maxpool(self.conv1(x))  # (B, 3, T, H, W) -> (B, C, T, H/4, W/4)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.forward_stem(x)
+        x = self.forward_stem(x)  # (B, C, T, H/4, W/4)
         for name in self.res_layers:
-            x = getattr(self, name)(x)
-        return x
+            x = getattr(self, name)(x)  # layer1: (B, 4C, T, H/4, W/4); layer2..4 halve H, W and double channels
+        return x  # (B, 32C, T, H/32, W/32)
 
 
 def _blocks(model: nn.Module) -> list[Bottleneck3d]:
     return [m for m in model.modules() if isinstance(m, Bottleneck3d)]
 
 
-def _build(
+@dataclass(frozen=True)
+class ResNet3dVariant:
+    """One member of the family, as data: which convs have a temporal kernel and how the network is initialised."""
+
+    inflate: tuple[int, int, int, int]  # per stage: 1 = temporal kernel in its blocks
+    inflate_style: InflateStyle
+    depthwise: bool  # channel-wise conv2 (ir-CSN)
+    conv1_kernel: tuple[int, int, int]
+    bn_eps: float
+    zero_init_residual: bool  # default: last BN of every block at 0
+    default_clip: tuple[int, int]  # (frames, interval) the paper's recipe feeds it on Kinetics
+
+
+_CSN = ResNet3dVariant((1, 1, 1, 1), "3x3x3", True, (3, 7, 7), 1e-3, False, (32, 2))
+RESNET3D_VARIANTS: dict[str, ResNet3dVariant] = {
+    # SlowOnly-R50 8x8 (mmaction2 ResNet3dSlowOnly): 1x7x7 stem, 3x1x1 conv1 in res4/res5
+    "slowonly50": ResNet3dVariant((0, 0, 1, 1), "3x1x1", False, (1, 7, 7), 1e-5, True, (8, 8)),
+    # the paper's ResNet50-3x1x1 (Table 5) is the SlowOnly layout
+    "resnet50_3x1x1": ResNet3dVariant((0, 0, 1, 1), "3x1x1", False, (1, 7, 7), 1e-5, True, (8, 8)),
+    # ir-CSN-50 (mmaction2 ResNet3dCSN, bottleneck "ir"): BN eps 1e-3, no zero-init residual, temporal strides 1
+    "csn50": _CSN,
+    # the paper's ResNet50-3x3x3 (Table 5) is the authors' CSN-50, fed 8x8 clips in the ablations
+    "resnet50_3x3x3": replace(_CSN, default_clip=(8, 8)),
+}
+
+
+def resnet3d(
+    variant: str,
     *,
-    num_classes: int,
-    dropout: float,
-    base_channels: int,
-    stage_blocks: Sequence[int],
-    inflate: Sequence[int],
-    inflate_style: InflateStyle,
-    depthwise: bool,
-    conv1_kernel: tuple[int, int, int],
-    bn_eps: float,
-    zero_init_residual: bool,
-    default_clip: tuple[int, int],
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    base_channels: int = 64,
+    stage_blocks: Sequence[int] = (3, 4, 6, 3),
+    zero_init_residual: bool | None = None,
 ) -> VideoClassifier:
+    """The family's one builder: ``variant`` from :data:`RESNET3D_VARIANTS` with width, depth and initialisation
+    overrides (``zero_init_residual=None``: the variant's default). STS placement (paper): every temporal conv of
+    the blocks (9 conv1 of res4/res5 in the 3x1x1 layout, the 16 depthwise conv2 in the 3x3x3 layout)."""
+    v = RESNET3D_VARIANTS[variant]
     backbone = ResNet3d(
         base_channels=base_channels,
         stage_blocks=tuple(stage_blocks),
-        inflate=inflate,
-        inflate_style=inflate_style,
-        depthwise=depthwise,
-        conv1_kernel=conv1_kernel,
-        bn_eps=bn_eps,
+        inflate=v.inflate,
+        inflate_style=v.inflate_style,
+        depthwise=v.depthwise,
+        conv1_kernel=v.conv1_kernel,
+        bn_eps=v.bn_eps,
     )
-    init_weights(backbone, zero_init_residual=[b.last_bn for b in _blocks(backbone)] if zero_init_residual else ())
-    # The paper's STS placement (official-code.md §2): every temporal conv of the family's blocks.
+    zero_init = v.zero_init_residual if zero_init_residual is None else zero_init_residual
+    init_weights(backbone, zero_init_residual=[b.last_bn for b in _blocks(backbone)] if zero_init else ())
     sts = []
     for name, m in backbone.named_modules():
         if isinstance(m, nn.Conv3d) and m.kernel_size[0] == 3 and ".conv" in name and name.startswith("layer"):
             sts.append(f"backbone.{name}")
     head = ClsHead(backbone.out_channels, num_classes, dropout=dropout)
-    return VideoClassifier(backbone, head, default_clip=default_clip, sts_layers=sts)
+    return VideoClassifier(backbone, head, default_clip=v.default_clip, sts_layers=sts)
 
 
 @register_model
@@ -206,20 +217,14 @@ def slowonly50(
     stage_blocks: tuple[int, ...] = (3, 4, 6, 3),
     zero_init_residual: bool = True,
 ) -> VideoClassifier:
-    """SlowOnly-R50, 8 frames x interval 8 (mmaction2 ``ResNet3dSlowOnly``): 1x7x7 stem, 3x1x1 conv1 in res4/res5.
-    STS (paper): the 9 conv1 of res4 and res5."""
-    return _build(
+    """SlowOnly-R50, 8 frames x interval 8: 1x7x7 stem, 3x1x1 conv1 in res4/res5. STS: the 9 conv1 of res4/res5."""
+    return resnet3d(
+        "slowonly50",
         num_classes=num_classes,
         dropout=dropout,
         base_channels=base_channels,
         stage_blocks=stage_blocks,
-        inflate=(0, 0, 1, 1),
-        inflate_style="3x1x1",
-        depthwise=False,
-        conv1_kernel=(1, 7, 7),
-        bn_eps=1e-5,
         zero_init_residual=zero_init_residual,
-        default_clip=(8, 8),
     )
 
 
@@ -233,7 +238,14 @@ def resnet50_3x1x1(
     zero_init_residual: bool = True,
 ) -> VideoClassifier:
     """The paper's ResNet50-3x1x1 (Table 5): 1x7x7 stem, 3x1x1 conv1 in stages 3-4 (the SlowOnly layout)."""
-    return slowonly50(num_classes=num_classes, dropout=dropout, base_channels=base_channels, stage_blocks=stage_blocks)
+    return resnet3d(
+        "resnet50_3x1x1",
+        num_classes=num_classes,
+        dropout=dropout,
+        base_channels=base_channels,
+        stage_blocks=stage_blocks,
+        zero_init_residual=zero_init_residual,
+    )
 
 
 @register_model
@@ -243,21 +255,17 @@ def resnet50_3x3x3(
     dropout: float = 0.5,
     base_channels: int = 64,
     stage_blocks: tuple[int, ...] = (3, 4, 6, 3),
-    zero_init_residual: bool = True,
+    zero_init_residual: bool = False,
 ) -> VideoClassifier:
-    """The paper's ResNet50-3x3x3 (Table 5): 3x7x7 stem, channel-wise 3x3x3 conv2 in every block."""
-    return _build(
+    """The paper's ResNet50-3x3x3 (Table 5): 3x7x7 stem, channel-wise 3x3x3 conv2 in every block. The authors ran
+    ir-CSN-50 for it, so it is ``csn50`` (BN eps 1e-3, no zero-init residual) fed 8x8 clips."""
+    return resnet3d(
+        "resnet50_3x3x3",
         num_classes=num_classes,
         dropout=dropout,
         base_channels=base_channels,
         stage_blocks=stage_blocks,
-        inflate=(1, 1, 1, 1),
-        inflate_style="3x3x3",
-        depthwise=True,
-        conv1_kernel=(3, 7, 7),
-        bn_eps=1e-5,
         zero_init_residual=zero_init_residual,
-        default_clip=(8, 8),
     )
 
 
@@ -272,19 +280,24 @@ def csn50(
 ) -> VideoClassifier:
     """ir-CSN-50 (mmaction2 ``ResNet3dCSN``, bottleneck mode "ir"): 3x7x7 stem, depthwise 3x3x3 conv2, BN eps 1e-3,
     no zero-init residual, temporal strides 1 (as the authors changed them). STS (paper): the 16 depthwise conv2."""
-    return _build(
+    return resnet3d(
+        "csn50",
         num_classes=num_classes,
         dropout=dropout,
         base_channels=base_channels,
         stage_blocks=stage_blocks,
-        inflate=(1, 1, 1, 1),
-        inflate_style="3x3x3",
-        depthwise=True,
-        conv1_kernel=(3, 7, 7),
-        bn_eps=1e-3,
         zero_init_residual=zero_init_residual,
-        default_clip=(32, 2),
     )
 
 
-__all__ = ["Bottleneck3d", "ResNet3d", "csn50", "resnet50_3x1x1", "resnet50_3x3x3", "slowonly50"]
+__all__ = [
+    "RESNET3D_VARIANTS",
+    "Bottleneck3d",
+    "ResNet3d",
+    "ResNet3dVariant",
+    "csn50",
+    "resnet3d",
+    "resnet50_3x1x1",
+    "resnet50_3x3x3",
+    "slowonly50",
+]

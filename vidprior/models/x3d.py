@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
@@ -169,10 +170,10 @@ class X3d(nn.Module):
         self.out_channels = int(layer_inplanes * gamma_b)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1_t(self.conv1_s(x))
+        x = self.conv1_t(self.conv1_s(x))  # (B, 3, T, H, W) -> (B, C, T, H/2, W/2)
         for name in self.res_layers:
-            x = getattr(self, name)(x)
-        return self.conv5(x)
+            x = getattr(self, name)(x)  # each stage halves H, W; widths C, 2C, 4C, 8C
+        return self.conv5(x)  # (B, 8C, T, H/32, W/32) -> (B, gamma_b * 8C, T, H/32, W/32)
 
 
 class X3DHead(ClsHead):
@@ -183,6 +184,8 @@ class X3DHead(ClsHead):
     only; ``reset(0)`` makes ``forward`` return the pre-logits.
     """
 
+    classifier = "fc2"
+
     def __init__(
         self,
         in_features: int,
@@ -192,16 +195,13 @@ class X3DHead(ClsHead):
         dropout: float = 0.5,
         init_std: float = 0.01,
     ) -> None:
-        # Not ClsHead.__init__: that would register the classifier as ``fc_cls``; mmaction2 names it ``fc2``.
-        nn.Module.__init__(self)
-        self.in_features = in_features
-        self.mid_features = mid_features
-        self.init_std = init_std
-        self.fc1 = nn.Linear(in_features, mid_features, bias=False)
-        nn.init.normal_(self.fc1.weight, std=init_std)
+        self.mid_features = mid_features  # read by ClsHead.__init__ to size the classifier
+        super().__init__(in_features, num_classes, dropout=dropout, init_std=init_std)
+
+    def _build_neck(self) -> None:
+        self.fc1 = nn.Linear(self.in_features, self.mid_features, bias=False)
+        nn.init.normal_(self.fc1.weight, std=self.init_std)
         self.relu = nn.ReLU()
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc2 = self._make_fc(num_classes)
 
     @property
     def pre_logits_features(self) -> int:
@@ -211,43 +211,57 @@ class X3DHead(ClsHead):
     def fc_cls(self) -> nn.Module:  # type: ignore[override]
         return self.fc2
 
-    def reset(self, num_classes: int) -> None:
-        self.fc2 = self._make_fc(num_classes)
-
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.dropout(self.relu(self.fc1(self.pooled(x))))  # (B, mid_features)
+        x = self.dropout(self.relu(self.fc1(self.pooled(x))))  # (B, C) -> (B, mid_features)
         return x if pre_logits else self.fc2(x)
 
 
-def _build(
+@dataclass(frozen=True)
+class X3dVariant:
+    """One member of the family, as data: its expansion factors and the clip it is fed."""
+
+    gamma_w: float
+    gamma_d: float
+    default_clip: tuple[int, int]  # (frames, interval) on Kinetics
+
+
+X3D_VARIANTS: dict[str, X3dVariant] = {
+    "x3d_xs": X3dVariant(gamma_w=1.0, gamma_d=2.2, default_clip=(4, 12)),
+    "x3d_s": X3dVariant(gamma_w=1.0, gamma_d=2.2, default_clip=(13, 6)),
+    "x3d_m": X3dVariant(gamma_w=1.0, gamma_d=2.2, default_clip=(16, 5)),
+    "x3d_l": X3dVariant(gamma_w=1.0, gamma_d=5.0, default_clip=(16, 5)),
+}
+
+
+def x3d(
+    variant: str,
     *,
-    num_classes: int,
-    dropout: float,
-    base_channels: int,
-    stage_blocks: Sequence[int] | None,
-    gamma_w: float,
-    gamma_b: float,
-    gamma_d: float,
-    default_clip: tuple[int, int],
+    num_classes: int = 400,
+    dropout: float = 0.5,
+    base_channels: int = 24,
+    stage_blocks: Sequence[int] | None = None,
+    gamma_b: float = 2.25,
 ) -> VideoClassifier:
+    """The family's one builder: ``variant`` from :data:`X3D_VARIANTS` with width, depth and bottleneck overrides.
+    STS placement (paper): the depthwise conv2 of every block."""
+    v = X3D_VARIANTS[variant]
     backbone = X3d(
-        gamma_w=gamma_w,
+        gamma_w=v.gamma_w,
         gamma_b=gamma_b,
-        gamma_d=gamma_d,
+        gamma_d=v.gamma_d,
         base_channels=base_channels,
         stage_blocks=None if stage_blocks is None else tuple(stage_blocks),
     )
     blocks = [m for m in backbone.modules() if isinstance(m, BlockX3d)]
     # mmaction2's X3D default zero_init_residual=True: the last BN of every block starts at 0
     init_weights(backbone, zero_init_residual=[b.last_bn for b in blocks])
-    # the paper's STS placement (official-code.md §2): the depthwise conv2 of every block
     sts = [
         f"backbone.{layer}.{j}.conv2.conv"
         for layer in backbone.res_layers
         for j in range(len(getattr(backbone, layer)))
     ]
     head = X3DHead(backbone.out_channels, num_classes, dropout=dropout)
-    return VideoClassifier(backbone, head, default_clip=default_clip, sts_layers=sts)
+    return VideoClassifier(backbone, head, default_clip=v.default_clip, sts_layers=sts)
 
 
 @register_model
@@ -260,15 +274,13 @@ def x3d_xs(
     gamma_b: float = 2.25,
 ) -> VideoClassifier:
     """X3D-XS: the X3D-S network (gamma_w 1, gamma_b 2.25, gamma_d 2.2) fed 4 frames x interval 12 at 160 px."""
-    return _build(
+    return x3d(
+        "x3d_xs",
         num_classes=num_classes,
         dropout=dropout,
         base_channels=base_channels,
         stage_blocks=stage_blocks,
-        gamma_w=1.0,
         gamma_b=gamma_b,
-        gamma_d=2.2,
-        default_clip=(4, 12),
     )
 
 
@@ -283,15 +295,13 @@ def x3d_s(
 ) -> VideoClassifier:
     """X3D-S (gamma_w 1, gamma_b 2.25, gamma_d 2.2; blocks 3/5/11/7), 13 frames x interval 6 at 160 px (the paper's
     X3D). STS (paper): the 26 depthwise conv2."""
-    return _build(
+    return x3d(
+        "x3d_s",
         num_classes=num_classes,
         dropout=dropout,
         base_channels=base_channels,
         stage_blocks=stage_blocks,
-        gamma_w=1.0,
         gamma_b=gamma_b,
-        gamma_d=2.2,
-        default_clip=(13, 6),
     )
 
 
@@ -305,15 +315,13 @@ def x3d_m(
     gamma_b: float = 2.25,
 ) -> VideoClassifier:
     """X3D-M: the X3D-S network fed 16 frames x interval 5 at 224 px."""
-    return _build(
+    return x3d(
+        "x3d_m",
         num_classes=num_classes,
         dropout=dropout,
         base_channels=base_channels,
         stage_blocks=stage_blocks,
-        gamma_w=1.0,
         gamma_b=gamma_b,
-        gamma_d=2.2,
-        default_clip=(16, 5),
     )
 
 
@@ -327,15 +335,13 @@ def x3d_l(
     gamma_b: float = 2.25,
 ) -> VideoClassifier:
     """X3D-L (gamma_d 5: blocks 5/10/25/15), 16 frames x interval 5 at 312 px."""
-    return _build(
+    return x3d(
+        "x3d_l",
         num_classes=num_classes,
         dropout=dropout,
         base_channels=base_channels,
         stage_blocks=stage_blocks,
-        gamma_w=1.0,
         gamma_b=gamma_b,
-        gamma_d=5.0,
-        default_clip=(16, 5),
     )
 
 
@@ -346,12 +352,15 @@ def x3d_tiny(*, num_classes: int = 400, dropout: float = 0.5) -> VideoClassifier
 
 
 __all__ = [
+    "X3D_VARIANTS",
     "BlockX3d",
     "SEModule",
     "X3DHead",
     "X3d",
+    "X3dVariant",
     "round_repeats",
     "round_width",
+    "x3d",
     "x3d_l",
     "x3d_m",
     "x3d_s",

@@ -3,8 +3,9 @@
 Counts with ``torch.utils.flop_counter.FlopCounterMode`` (no extra dependency) and reports **multiply-adds**: one
 fused multiply-add counts once, as the paper's tables, fvcore and PySlowFast do (FlopCounterMode counts two FLOPs
 per multiply-add; we halve its convolution and matmul counts). Normalisation layers count 2 per output element,
-fvcore's convention for an affine batch norm in eval mode (the totals of the authors' model zoo, docs/model_zoo.md), so that
-``macs`` matches mmaction2-style totals and ``macs_by_op["conv"] + macs_by_op["linear"]`` matches PySlowFast's.
+fvcore's convention for an affine batch norm in eval mode (the totals of the authors' model zoo,
+docs/model_zoo.md), so that ``macs`` matches mmaction2-style totals and ``macs_by_op["conv"] +
+macs_by_op["linear"]`` matches PySlowFast's.
 
 By default the forward runs on the **meta device** (no memory, no arithmetic), so full-size models count in
 seconds: the model's parameters and buffers are swapped for meta tensors with ``torch.func.functional_call``;
