@@ -61,12 +61,18 @@ def _time(fn, device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
-def bench_case(case: Case, *, batch: int, repeats: int, warmup: int, device, dtype, layout: str, channels_last: bool):
+def bench_case(
+    case: Case, *, batch: int, repeats: int, warmup: int, device, dtype, layout: str, channels_last: bool,
+    eval_mode: bool = False,
+):  # fmt: skip
     pad = (1, case.kernel[1] // 2, case.kernel[2] // 2)
     stride = (1, case.stride, case.stride)
     conv = nn.Conv3d(case.c_in, case.c_out, case.kernel, stride, pad, groups=case.groups, bias=False)
     conv = conv.to(device=device, dtype=dtype)
     sts = STSConv3d.from_conv3d(conv, layout=layout)  # same Parameters
+    if eval_mode:  # the forward timings then use the STS layer's inference form (the backward ones cannot)
+        conv.eval()
+        sts.eval()
     x = torch.randn(batch, case.c_in, *case.size, device=device, dtype=dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)

@@ -1,0 +1,1 @@
+"""Benchmarks of vidprior: `python -m benchmarks` (see __main__.py)."""
