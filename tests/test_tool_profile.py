@@ -34,6 +34,7 @@ def test_profile_json_has_every_variant_and_consistent_counts(capsys):
         assert r["activation_mb"] > 0 and r["infer_clips_per_s"] > 0 and r["train_clips_per_s"] > 0
 
 
+@pytest.mark.slow  # two profiles with timed training steps
 def test_activation_memory_grows_with_the_batch(capsys):
     sizes = []
     for batch in ("1", "3"):
