@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 from tests.tool_fixtures import SIZE, color_videos
-from vidprior.analysis.gradcam import default_layer, gradcam
+from vidprior.analysis.gradcam import default_layers, gradcam
 from vidprior.cli import main
 
 
@@ -72,11 +72,20 @@ def test_library_grad_cam_on_5d_activations_matches_a_hand_computation():
     np.testing.assert_allclose(result.maps, cam, atol=1e-4)
 
 
-def test_default_layer_is_the_last_stage():
-    from vidprior.models import create_model
+@pytest.mark.parametrize(
+    ("name", "frames", "expected"),
+    [
+        ("slowonly_tiny", 4, ["backbone.layer4"]),
+        ("x3d_tiny", 4, ["backbone.conv5"]),
+        ("slowfast_tiny", 8, ["backbone.slow_path.layer4", "backbone.fast_path.layer4"]),  # one per pathway
+        ("torchvision:r3d_18", 4, ["layer4"]),  # not its average pool, whose map would be one value
+    ],
+)
+def test_default_layers_are_the_last_stage_of_each_pathway(name, frames, expected):
+    from vidprior.analysis.source import load_source
 
-    model = create_model("slowonly_tiny", num_classes=3)
-    assert default_layer(model, torch.zeros(1, 3, 4, 32, 32)) == "backbone.layer4"
+    model = load_source(name).model
+    assert default_layers(model, torch.zeros(1, 3, frames, 32, 32)) == expected
 
 
 @pytest.mark.parametrize("tap", [None, -1])

@@ -59,6 +59,7 @@ def write_run(folder: Path, model: nn.Module) -> Path:
         [
             "model.name=slowonly_tiny",
             f"model.num_classes={len(CLASS_NAMES)}",
+            f"data.train={folder / 'train.txt'}",  # what the run trained on (not read here)
             f"data.geometry={GEOMETRY}",
             "data.test_clips=2",
             "data.test_crops=1",

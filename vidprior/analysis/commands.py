@@ -20,7 +20,12 @@ def _gradcam_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="a video file PyAV can read")
     add_source_arguments(p, positional=False)
     p.add_argument("--class", dest="target", type=int, default=None, help="class to explain (default: predicted)")
-    p.add_argument("--layer", default=None, help="module name, e.g. backbone.layer3 (default: the last stage)")
+    p.add_argument(
+        "--layer",
+        action="append",
+        default=None,
+        help="module name, e.g. backbone.layer3; repeatable (default: last stage)",
+    )
     p.add_argument("--tap", type=int, choices=[-1, 0, 1], default=None, help="slice network t1/t2/t3 (paper Fig. 1)")
     p.add_argument("--out", default="gradcam", help="output folder (default ./gradcam)")
     add_view_arguments(p)
@@ -36,21 +41,23 @@ def _gradcam_run(args: argparse.Namespace) -> int:
     names = src.class_names
     label = names[result.target] if names and result.target < len(names) else str(result.target)
     what = f"slice network tap {args.tap:+d}" if args.tap is not None else src.name
-    files = save_outputs(display_frames(clip), result, args.out, title=f"{what}, class {label}, layer {result.layer}")
+    files = save_outputs(
+        display_frames(clip), result, args.out, title=f"{what}, class {label}, layer {', '.join(result.layers)}"
+    )
     meta = {
         "video": args.video,
         "model": src.name,
         "class": result.target,
         "class_name": label,
         "predicted": result.predicted,
-        "layer": result.layer,
+        "layers": result.layers,
         "tap": args.tap,
         **files,
     }
     (Path(args.out) / "gradcam.json").write_text(json.dumps(meta, indent=2))
     print(
-        f"Grad-CAM of class {label} ({what}, layer {result.layer}) -> {files['grid']}, {files['animation']}, "
-        f"{files['maps']}"
+        f"Grad-CAM of class {label} ({what}, layer {', '.join(result.layers)}) -> {files['grid']}, "
+        f"{files['animation']}, {files['maps']}"
     )
     return 0
 

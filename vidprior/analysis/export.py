@@ -110,8 +110,13 @@ def export_model(
         except ImportError:
             report.skipped["onnx"] = "onnxruntime is not installed: the ONNX file was written but not checked"
             return report
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         for b, x in inputs.items():
-            got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+            try:
+                session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+            except Exception as e:  # onnxruntime raises its own exception types
+                raise VidpriorError(
+                    f"{path}: onnxruntime cannot run the exported model at batch {b}: {str(e).splitlines()[0][:300]}"
+                ) from None
             _check("onnx", got, refs[b], atol, report, b)
     return report

@@ -19,18 +19,30 @@ from torch import Tensor, nn
 
 from vidprior.errors import VidpriorError
 
+_POOLS = (
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+)
 
-def default_layer(model: nn.Module, sample: Tensor) -> str:
-    """The last stage: the module (not the whole model nor its backbone) whose spatial output (4-D or 5-D)
-    completes last in a forward pass of ``sample``."""
+
+def default_layers(model: nn.Module, sample: Tensor) -> list[str]:
+    """The last stage of each pathway: the outermost modules whose outputs are exactly what the backbone returns
+    (one tensor, or one per pathway for SlowFast). For a model without a ``backbone`` (torchvision's), the outermost
+    non-pooling module with a spatial output (4-D or 5-D) that completes last in a forward pass of ``sample``."""
     names = {id(m): n for n, m in model.named_modules()}
-    skip = {id(model), id(getattr(model, "backbone", model))}
-    order: list[str] = []
+    backbone = getattr(model, "backbone", None)
+    order: list[tuple[str, Tensor]] = []
+    returned: list[Tensor] = []
     hooks = []
 
     def hook(module: nn.Module, _inp, out) -> None:
-        if isinstance(out, Tensor) and out.dim() == sample.dim() and id(module) not in skip:
-            order.append(names[id(module)])
+        spatial = isinstance(out, Tensor) and out.dim() == sample.dim()
+        if module is backbone:
+            returned.extend(out if isinstance(out, (tuple, list)) else [out])
+        elif module is not model and not isinstance(module, _POOLS) and spatial:
+            order.append((names[id(module)], out))
 
     for m in model.modules():
         hooks.append(m.register_forward_hook(hook))
@@ -40,13 +52,19 @@ def default_layer(model: nn.Module, sample: Tensor) -> str:
     finally:
         for h in hooks:
             h.remove()
+    if returned:
+        found = []
+        for t in returned:
+            producers = [n for n, out in order if out is t]  # the stage and the leaf inside it that made t
+            if producers:
+                found.append(min(producers, key=len))
+        if found:
+            return found
     if not order:
         raise VidpriorError("found no layer with a spatial output to take Grad-CAM from; name one with --layer")
-    # the last completing module can be a leaf inside the stage (e.g. a final ReLU): go up to the outermost
-    # module that completed at the same moment, i.e. the longest-named prefix chain ending at the same step
-    last = order[-1]
-    parents = [n for n in order if last.startswith(n + ".")]
-    return min(parents, key=len) if parents else last
+    last, out = order[-1]
+    producers = [n for n, o in order if o is out]  # a final ReLU inside the stage returns the stage's output too
+    return [min(producers, key=len)] if producers else [last]
 
 
 def _module(model: nn.Module, name: str) -> nn.Module:
@@ -64,17 +82,23 @@ class CamResult:
     maps: np.ndarray  # (T, H, W) float32 in 0..1
     target: int  # class explained
     predicted: int
-    layer: str
+    layers: list[str]
     tap: int | None
 
 
 def gradcam(
-    model: nn.Module, clip: Tensor, *, target: int | None = None, layer: str | None = None, tap: int | None = None
+    model: nn.Module,
+    clip: Tensor,
+    *,
+    target: int | None = None,
+    layer: str | list[str] | None = None,
+    tap: int | None = None,
 ) -> CamResult:
     """Grad-CAM of ``clip`` ``(C, T, H, W)`` for class ``target`` (default: the predicted class).
 
     ``tap``: explain the slice network (:func:`vidprior.image_model` with that tap) frame by frame instead of the
-    3D model. ``layer``: a module name (default: :func:`default_layer`)."""
+    3D model. ``layer``: a module name or several (their maps, each scaled to 0..1, are averaged; default:
+    :func:`default_layers`)."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -95,14 +119,15 @@ def gradcam(
     cls = predicted if target is None else int(target)
     if not 0 <= cls < logits.shape[-1]:
         raise VidpriorError(f"--class {cls}: the model has classes 0..{logits.shape[-1] - 1}")
-    name = layer or default_layer(net, x[:1])
+    names = [layer] if isinstance(layer, str) else list(layer or default_layers(net, x[:1]))
+    modules = [_module(net, n) for n in names]
     if tap is None:
-        with GradCAM(model=net, target_layers=[_module(net, name)]) as cam:
+        with GradCAM(model=net, target_layers=modules) as cam:
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(cls)])  # (1, T, H, W), 0..1 over the clip
         maps = np.asarray(maps, dtype=np.float32)[0]
     else:
-        maps = _frame_cams(net, _module(net, name), x, cls)
-    return CamResult(maps=np.clip(maps, 0.0, 1.0), target=cls, predicted=predicted, layer=name, tap=tap)
+        maps = np.mean([_frame_cams(net, m, x, cls) for m in modules], axis=0)
+    return CamResult(maps=np.clip(maps, 0.0, 1.0), target=cls, predicted=predicted, layers=names, tap=tap)
 
 
 def _frame_cams(net: nn.Module, layer: nn.Module, frames: Tensor, cls: int) -> np.ndarray:

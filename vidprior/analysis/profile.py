@@ -3,9 +3,9 @@
 Parameters and multiply-adds come from :func:`vidprior.utils.complexity.profile`. Throughput is timed (after warm-up)
 for inference (``no_grad``, eval mode) and for a training step (forward, cross-entropy, backward, SGD step), in
 clips per second. Peak activation memory is the largest amount of memory held by tensors created during a training
-forward (saved for backward) plus its backward: on CUDA from the allocator's peak statistics; on CPU by summing the
-live storages that autograd's saved-tensor hooks and the forward outputs keep (a lower bound that counts each
-storage once).
+forward (saved for backward) plus its backward: on CUDA from the allocator's peak statistics (less the parameter
+gradients); on CPU by summing the distinct storages autograd saves for backward, parameters and buffers excluded
+(a lower bound: temporaries freed during the forward are not counted).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(x)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    params = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
     del out
     return sum(n for ptr, n in seen.items() if ptr not in params and ptr != x.untyped_storage().data_ptr())
 
@@ -57,7 +57,8 @@ def _activation_mb(model: nn.Module, x: torch.Tensor) -> float:
         base = torch.cuda.memory_allocated(x.device)
         model(x).float().sum().backward()
         torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated(x.device) - base
+        grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
+        peak = torch.cuda.max_memory_allocated(x.device) - base - grads  # the gradients are not activations
         model.zero_grad(set_to_none=True)
         return peak / 2**20
     return _saved_bytes(model, x) / 2**20

@@ -102,12 +102,20 @@ def _from_run(run: Path, sts: bool | str | None) -> ModelSource:
 
 
 def _load_strict(model: nn.Module, state: dict[str, Tensor], path: Path | str, name: str) -> None:
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
         raise VidpriorError(
-            f"{path}: does not match {name}: missing {missing[:5]}, unexpected {unexpected[:5]}; check --model "
-            "(and --sts, which changes no tensor names but must match the training)"
+            f"{path}: does not match {name}: missing {missing[:5]}, unexpected {unexpected[:5]}, shapes {shapes[:3]}; "
+            "check --model"
         )
+    model.load_state_dict(state)
 
 
 def torchvision_model(name: str, num_classes: int = 400) -> nn.Module:
