@@ -25,7 +25,7 @@ def test_plans_cover_what_the_docs_promise():
     assert full.seeds >= 3 and set(full.models) == set(MODELS) and set(full.tasks) == set(TASKS)
     assert set(full.settings) == set(SETTINGS)
     default = PLANS["default"]
-    assert {"even", "control"} <= set(default.tasks) and {"a", "b", "c"} <= set(default.settings)
+    assert {"even", "control"} <= set(default.tasks) and {"a", "b"} <= set(default.settings)
     with pytest.raises(VidpriorError, match="unknown or no setting"):
         Plan(models=("slowonly_tiny",), tasks=("even",), settings=("z",), seeds=1)
     extra = setting_overrides("b'", plain=Path("p.safetensors"), sts=None, epochs=2, scratch_epochs=5)

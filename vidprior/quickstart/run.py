@@ -37,6 +37,7 @@ from vidprior.quickstart.report import write_report
 from vidprior.quickstart.results import MODELS, SETTINGS, TASKS, Result
 
 THREADS = 2  # torch threads of every run: the same number on every machine gives the same numbers
+DEFAULT_BUDGET_MIN = 9.0  # minutes: a unit that overruns its estimate still ends within 10
 FRAMES = 8  # frames per clip of the recipes' "8x2" geometry
 
 
@@ -47,7 +48,7 @@ class Plan:
     settings: tuple[str, ...]
     seeds: int  # at most this many; a time budget may stop earlier
     spec: Spec = field(default_factory=Spec)
-    pretrain_epochs: int = 8
+    pretrain_epochs: int = 6  # 6 x 2,000 images: the first quickstart's pre-training budget
     finetune_epochs: int = 4
 
     def __post_init__(self) -> None:
@@ -64,8 +65,8 @@ class Plan:
 
 
 PLANS = {
-    # fits 10 minutes on 2 idle cores: the contrast the quickstart is about (docs/quickstart.md, "Time")
-    "default": Plan(models=tuple(MODELS), tasks=("even", "control"), settings=("a", "b", "c"), seeds=3),
+    # the contrast the quickstart is about, both families; seeds while they fit in the budget (docs/quickstart.md)
+    "default": Plan(models=tuple(MODELS), tasks=("even", "control"), settings=("a", "b"), seeds=3),
     # every model, task and setting, three seeds
     "full": Plan(models=tuple(MODELS), tasks=tuple(TASKS), settings=tuple(SETTINGS), seeds=3),
     # a minute: checks that an installation runs end to end (numbers meaningless)
@@ -211,7 +212,7 @@ def run(
     out: str | Path = "quickstart",
     *,
     plan: Plan = PLANS["default"],
-    time_budget_min: float | None = 10.0,
+    time_budget_min: float | None = DEFAULT_BUDGET_MIN,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run ``plan``; with ``time_budget_min``, a (seed, model) unit starts only if it is expected to end within the
