@@ -20,7 +20,7 @@ from vidprior.quickstart.run import PLANS, Plan, deterministic, run, setting_ove
 TINY = Spec(images_per_digit=8, videos_train=32, videos_val=8, seed=3)  # 2 batches of 16 clips
 
 
-def test_plans_cover_what_the_docs_promise():
+def test_plans_cover_what_the_docs_promise(tmp_path):
     full = PLANS["full"]
     assert full.seeds >= 3 and set(full.models) == set(MODELS) and set(full.tasks) == set(TASKS)
     assert set(full.settings) == set(SETTINGS)
@@ -28,6 +28,11 @@ def test_plans_cover_what_the_docs_promise():
     assert {"even", "control"} <= set(default.tasks) and {"a", "b"} <= set(default.settings)
     with pytest.raises(VidpriorError, match="unknown or no setting"):
         Plan(models=("slowonly_tiny",), tasks=("even",), settings=("z",), seeds=1)
+    # a plan whose setting this vidprior cannot configure fails before building data or training
+    bad = Plan(models=("csn_tiny",), tasks=("control",), settings=("a", "b"), seeds=1, finetune_epochs=0)
+    with pytest.raises(VidpriorError, match=r"setting \(b\).*optim.epochs=0"):
+        run(tmp_path, plan=bad, progress=False)
+    assert not (tmp_path / "data").exists()
     extra = setting_overrides("b'", plain=Path("p.safetensors"), sts=None, epochs=2, scratch_epochs=5)
     assert "init.side_taps=random" in extra and "init.checkpoint=p.safetensors" in extra
 

@@ -141,6 +141,17 @@ def _load(recipe: str, overrides: list[str], what: str):
         raise VidpriorError(f"quickstart {what}: {e}") from None
 
 
+def _preflight(plan: Plan, data: Path) -> None:
+    """Load every config the plan will use before any training, so a setting this vidprior cannot run fails at
+    once, not after minutes of other runs."""
+    weights = data / "weights.safetensors"  # not read: only the config is checked here
+    for task in plan.tasks:
+        recipe = "finetune_appearance" if task == "appearance" else "finetune_temporal"
+        for s in plan.settings:
+            extra = setting_overrides(s, plain=weights, sts=weights, epochs=plan.finetune_epochs, scratch_epochs=1)
+            _load(recipe, [*_data_overrides(data, task), *extra], f"task {task}, setting ({s}) {SETTINGS[s]}")
+
+
 def _timed(fn):
     t0, c0 = time.monotonic(), time.process_time()
     value = fn()
@@ -220,6 +231,7 @@ def run(
     out = Path(out)
     t_start, c_start = time.monotonic(), time.process_time()
     with deterministic():
+        _preflight(plan, out / "data")
         data = build(out / "data", plan.spec, progress=progress)
         build_s = time.monotonic() - t_start
         units = [(seed, model) for seed in range(plan.seeds) for model in plan.models]
