@@ -20,20 +20,20 @@ def add_arguments(qs: argparse.ArgumentParser) -> None:
         "--time-budget",
         type=float,
         default=None,
-        help="minutes; a seed of a model starts only if it is expected to fit (default 10; --full: none)",
+        help="minutes; a seed of a model starts only if it is expected to fit (default 9; --full: none)",
     )
 
 
 def main(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from vidprior.quickstart.run import PLANS, run
+    from vidprior.quickstart.run import DEFAULT_BUDGET_MIN, PLANS, run
 
     t0 = time.monotonic()
     plan = PLANS["full" if args.full else "smoke" if args.smoke else "default"]
     if args.seeds is not None:
         plan = replace(plan, seeds=args.seeds)
-    budget = args.time_budget if args.time_budget is not None else (None if args.full else 10.0)
+    budget = args.time_budget if args.time_budget is not None else (None if args.full else DEFAULT_BUDGET_MIN)
     summary = run(args.out, plan=plan, time_budget_min=budget)
     print(summary["table_markdown"])
     print(f"\nseeds {summary['seeds']}, {summary['date']}, vidprior {summary['version']}")

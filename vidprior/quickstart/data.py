@@ -49,7 +49,7 @@ class Spec:
     frames: int = 16
     videos_train: int = 400
     videos_val: int = 200
-    images_per_digit: int = 300  # pre-training images per class (train); 1/4 of that for val
+    images_per_digit: int = 200  # pre-training images per class (train); 1/4 of that for val
     seed: int = 0
 
 
