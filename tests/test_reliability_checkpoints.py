@@ -136,6 +136,10 @@ def test_damaged_report_lists_every_checkpoint_with_its_reason(tmp_path):
     assert "step_00000002" in msg and "no MANIFEST.json" in msg
     assert "step_00000003" in msg and "missing" in msg
     assert msg.index("step_00000003") < msg.index("step_00000001")  # newest first
+    root = tmp_path / "checkpoints"
+    assert msg.startswith(f"every checkpoint in {root} is damaged (3): step_00000003: {root / 'step_00000003'}")
+    assert f"; step_00000002: {root / 'step_00000002'}: no MANIFEST.json" in msg
+    assert f"; step_00000001: {root / 'step_00000001' / 'state.pt'}: checksum mismatch" in msg
 
 
 def test_resaving_the_same_step_replaces_it(tmp_path):
