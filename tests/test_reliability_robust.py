@@ -88,6 +88,63 @@ def test_substitution_is_a_pure_function_of_seed_epoch_index_attempt():
     assert all(0 <= a.substitute(i, 1) < 1000 for i in range(200))
 
 
+def test_substitute_follows_its_documented_formula():
+    """``random.Random(stable_seed("substitute", seed, epoch, index, attempt)).randrange(len)``, where stable_seed is
+    the first 8 bytes (little-endian) of BLAKE2b over the parts joined by ":", shifted right once. Pinned so that a
+    resumed run, on any version, substitutes the same files."""
+    import hashlib
+    import random
+
+    def by_hand(seed, epoch, index, attempt, n):
+        text = f"substitute:{seed}:{epoch}:{index}:{attempt}".encode()
+        value = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+        return random.Random(value).randrange(n)
+
+    ds = _Synthetic(1000, seed=3)
+    ds.set_epoch(2)
+    assert [ds.substitute(i, a) for i in range(20) for a in (1, 2)] == [
+        by_hand(3, 2, i, a, 1000) for i in range(20) for a in (1, 2)
+    ]
+    assert len({ds.substitute(i, 1) for i in range(20)}) > 15  # depends on the index
+
+
+def test_the_default_path_is_the_index():
+    class Plain(RobustDataset):
+        def _load(self, index, rng):
+            raise DecodeError(self.path_of(index), "decode_error", "")
+
+    ds = Plain(3, max_attempts=2, max_bad_fraction=1.0)
+    assert ds.path_of(2) == "2"
+    with pytest.raises(DataQualityError, match="no loadable sample after 2 attempts"):
+        ds[2]
+    assert "2" in ds.skipped
+
+
+class _ReadsItsInflightNote(_Synthetic):
+    def _load(self, index, rng):
+        import os
+
+        with open(os.path.join(self.inflight_dir, str(os.getpid()))) as f:
+            note = f.read()
+        return {"note": note}
+
+
+def test_a_worker_notes_the_file_it_is_reading(tmp_path):
+    import os
+
+    ds = _ReadsItsInflightNote(4)
+    ds.inflight_dir = str(tmp_path)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1)
+    assert [s["note"] for s in loader] == ["v0.mp4", "v1.mp4", "v2.mp4", "v3.mp4"]
+    (note,) = [p for p in tmp_path.iterdir() if p.name != str(os.getpid())]
+    assert note.read_text() == ""  # cleared once the file is read
+    main = _Synthetic(2)  # read in the main process: no note (it names files only for a dead worker)
+    main.inflight_dir = str(tmp_path / "main")
+    (tmp_path / "main").mkdir()
+    main[0]
+    assert not list((tmp_path / "main").iterdir())
+
+
 def test_sample_randomness_depends_on_seed_epoch_and_index_only():
     ds = _Synthetic(10, seed=1)
     torch.manual_seed(123)
@@ -168,6 +225,7 @@ def test_timeout_thread_propagates_errors_and_values():
     assert json.loads(s["skipped"])[0][:2] == ["v2.mp4", "decode_error"]
     thread = ds._thread
     assert thread is not None and thread.thread.daemon  # never delays the process's exit
+    assert thread.thread.name == "vidprior-decode"  # recognisable in stack dumps
     state = ds.__getstate__()
     assert state["_thread"] is None and state["_thread_pid"] is None
     assert ds._thread is thread  # the live dataset keeps its thread
@@ -189,8 +247,16 @@ def test_budget_message_names_counts_reasons_and_examples():
     with pytest.raises(DataQualityError) as info:
         budget.add("b.mp4", "truncated")
     msg = str(info.value)
-    assert msg.startswith("2 of 10 files are bad, more than max_bad_fraction=0.1 allows")
-    assert "{'empty': 1, 'truncated': 1}" in msg and "a.mp4: empty 0 bytes" in msg and "vidprior data check" in msg
+    assert budget.bad["b.mp4"] == ("truncated", "")  # no detail given: empty
+    assert msg == (
+        "2 of 10 files are bad, more than max_bad_fraction=0.1 allows (reasons {'empty': 1, 'truncated': 1}; "
+        "e.g. a.mp4: empty 0 bytes; b.mp4: truncated). Run `vidprior data check` on the list to see every bad file, "
+        "fix or drop them, or raise max_bad_fraction"
+    )
+    many = BadFileBudget(total=100, max_bad_fraction=1.0)
+    for name in "abcde":
+        many.add(f"{name}.mp4", "empty")
+    assert many.summary() == "reasons {'empty': 5}; e.g. a.mp4: empty; b.mp4: empty; c.mp4: empty"  # three examples
     assert budget.update({"video": 1}) is None and budget.update([1]) is None  # no "skipped" field: nothing counted
 
 
