@@ -276,3 +276,83 @@ def test_tracker_exposes_and_updates_its_budget():
     with pytest.raises(DataQualityError, match="2 of 4"):
         tracker.record(DecodeError("b", "empty", ""))
     assert tracker.consecutive == 1
+
+
+def test_documented_defaults():
+    assert BadFileBudget(total=100).max_bad_fraction == 0.01
+    tracker = BadFileTracker(total=100)
+    assert (tracker.max_bad_fraction, tracker.max_consecutive) == (0.01, 50)
+    plain = RobustDataset.__new__(_Synthetic)  # the synthetic class raises the fraction: use the base defaults
+    RobustDataset.__init__(plain, 100)
+    assert (plain.tracker.max_bad_fraction, plain.tracker.max_consecutive, plain.max_attempts) == (0.01, 50, 100)
+    assert (plain.epoch, plain.seed, plain.decode_timeout, plain.inflight_dir) == (0, 0, None, None)
+    assert plain.tracker.report_path is None
+
+
+def test_the_empty_dataset_message():
+    with pytest.raises(VidpriorError) as info:
+        _Synthetic(0)
+    assert str(info.value) == "the dataset is empty"
+    with pytest.raises(IndexError, match=r"^7$"):
+        _Synthetic(7)[7]
+
+
+def test_max_consecutive_reaches_the_tracker():
+    ds = _Synthetic(10, bad=set(range(10)), max_consecutive=3)
+    with pytest.raises(DataQualityError, match=r"^3 samples in a row failed to load"):
+        ds[0]
+    assert len(ds.loads) == 3
+
+
+def test_sample_seeds_follow_their_documented_formula():
+    """Sample ``index`` at attempt ``a`` runs with torch and Python RNGs seeded by
+    ``stable_seed("sample", seed, epoch, index, a)``: pinned, so a resumed run draws the same augmentation."""
+    import hashlib
+    import random
+
+    def seed_of(*parts):
+        text = ":".join(map(str, parts)).encode()
+        return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+    ds = _Synthetic(50, bad={4}, seed=9)
+    ds.set_epoch(3)
+    good = ds[7]
+    torch.manual_seed(seed_of("sample", 9, 3, 7, 0))
+    assert torch.equal(good["noise"], torch.rand(1))
+    assert good["py"] == random.Random(seed_of("sample", 9, 3, 7, 0)).random()
+    substituted = ds[4]  # attempt 0 failed: attempt 1 loads the substitute with the attempt-1 seed
+    torch.manual_seed(seed_of("sample", 9, 3, 4, 1))
+    assert torch.equal(substituted["noise"], torch.rand(1))
+    assert _Synthetic(50, seed=9)[7]["py"] == _Synthetic(50, seed=9)[7]["py"]
+    fresh, zero = _Synthetic(50, seed=9), _Synthetic(50, seed=9)
+    zero.set_epoch(0)
+    assert fresh.substitute(5, 1) == zero.substitute(5, 1) and fresh[5]["py"] == zero[5]["py"]  # epoch starts at 0
+
+
+def test_the_detail_in_a_sample_is_cut_at_300_characters():
+    class Long(_Synthetic):
+        def _load(self, index, rng):
+            if index == 0:
+                raise DecodeError("v0.mp4", "decode_error", "d" * 400)
+            return super()._load(index, rng)
+
+    ds = Long(5)
+    ds.substitute = lambda index, attempt: index + 1
+    (entry,) = json.loads(ds[0]["skipped"])
+    assert entry[2] == "d" * 300
+
+
+def test_one_decode_thread_per_process_is_reused():
+    ds = _Synthetic(5, decode_timeout=30.0)
+    ds[0]
+    thread = ds._thread
+    ds[1]
+    ds[2]
+    assert ds._thread is thread and ds._thread_pid == __import__("os").getpid()
+
+
+def test_workers_without_an_inflight_folder_write_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    loader = torch.utils.data.DataLoader(_Synthetic(3), batch_size=None, num_workers=1)
+    assert [s["value"] for s in loader] == [0, 1, 2]
+    assert not list(tmp_path.iterdir())
