@@ -136,6 +136,10 @@ def test_damaged_report_lists_every_checkpoint_with_its_reason(tmp_path):
     assert "step_00000002" in msg and "no MANIFEST.json" in msg
     assert "step_00000003" in msg and "missing" in msg
     assert msg.index("step_00000003") < msg.index("step_00000001")  # newest first
+    root = tmp_path / "checkpoints"
+    assert msg.startswith(f"every checkpoint in {root} is damaged (3): step_00000003: {root / 'step_00000003'}")
+    assert f"; step_00000002: {root / 'step_00000002'}: no MANIFEST.json" in msg
+    assert f"; step_00000001: {root / 'step_00000001' / 'state.pt'}: checksum mismatch" in msg
 
 
 def test_resaving_the_same_step_replaces_it(tmp_path):
@@ -205,3 +209,55 @@ def test_disk_full_on_the_first_save_says_there_is_no_earlier_checkpoint(tmp_pat
     assert out.get("type") == "CheckpointError", out
     assert "no earlier checkpoint exists" in out["error"]
     assert find_latest(tmp_path) is None and not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+# ------------------------------------------------------------------------------------------------ what is written
+def test_manifest_and_weights_record_the_step_sizes_and_hashes(tmp_path):
+    import hashlib
+    import time
+
+    from safetensors import safe_open
+
+    before = time.time()
+    state = _state(7, size=1000)
+    path = save_checkpoint(tmp_path, 7, state, model_state={"w": state["w"]})
+    after = time.time()
+    assert path == tmp_path / "checkpoints" / "step_00000007"
+    manifest = verify(path)
+    assert manifest["step"] == 7 and before <= manifest["time"] <= after
+    assert sorted(manifest["files"]) == ["model.safetensors", "state.pt"]
+    for name, meta in manifest["files"].items():
+        data = (path / name).read_bytes()
+        assert meta == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        assert f.metadata() == {"step": "7"} and torch.equal(f.get_tensor("w"), state["w"])
+    assert sorted(p.name for p in path.iterdir()) == ["MANIFEST.json", "model.safetensors", "state.pt"]
+    assert json.loads((path / "MANIFEST.json").read_text()) == manifest
+
+
+def test_verify_messages_say_what_is_wrong(tmp_path):
+    path = save_checkpoint(tmp_path, 1, _state(1))
+    manifest = (path / "MANIFEST.json").read_text()
+    cases = {
+        "bad_manifest": f"{path / 'MANIFEST.json'}: unreadable manifest (JSONDecodeError",
+        "manifest_without_state": f"{path / 'MANIFEST.json'}: the manifest does not list state.pt",
+        "manifest_bad_entry": f"{path / 'MANIFEST.json'}: unreadable manifest (ValueError",
+        "missing_file": f"{path / 'state.pt'}: listed in the manifest but missing",
+        "no_manifest": f"{path}: no MANIFEST.json (incomplete checkpoint)",
+        "flip": f"{path / 'state.pt'}: checksum mismatch (corrupt or partially written)",
+    }
+    state_bytes = (path / "state.pt").read_bytes()
+    for how, expected in cases.items():
+        _damage(path, how)
+        with pytest.raises(CheckpointError) as info:
+            verify(path)
+        assert str(info.value).startswith(expected), (how, str(info.value))
+        (path / "MANIFEST.json").write_text(manifest)  # repair for the next case
+        (path / "state.pt").write_bytes(state_bytes)
+        verify(path)
+
+
+def test_load_checkpoint_maps_to_the_requested_device(tmp_path):
+    path = save_checkpoint(tmp_path, 1, _state(1))
+    assert load_checkpoint(path)["w"].device.type == "cpu"
+    assert load_checkpoint(path, map_location="meta")["w"].device.type == "meta"
