@@ -1,7 +1,7 @@
 """3D ResNets: SlowOnly-R50, the paper's ablation ResNet50-3x1x1 / ResNet50-3x3x3 (Table 5), and ir-CSN-50.
 
 Architectures follow mmaction2 0.x (``ResNet3d``, ``ResNet3dSlowOnly``, ``ResNet3dCSN``) as the paper's authors ran
-them (official-code.md §6), with parameter names identical to mmaction2's so their checkpoints load strictly:
+them (authors' configs), with parameter names identical to mmaction2's so their checkpoints load strictly:
 ``backbone.conv1.conv.weight``, ``backbone.layer3.0.conv1.bn.running_mean``, CSN ``backbone.layer1.0.conv2.0.conv``.
 No temporal down-sampling anywhere, as in the paper. The pathways of SlowFast are built from the same blocks
 (:mod:`vidprior.models.slowfast`).

@@ -1,7 +1,7 @@
 """X3D (Feichtenhofer, CVPR 2020): X3D-XS, X3D-S, X3D-M, X3D-L, as the paper's authors ran it (mmaction2 0.x).
 
 Architecture and parameter names follow mmaction2 0.x ``X3D`` / ``BlockX3D`` / ``X3DHead`` in the version the
-authors fine-tuned with (official-code.md §6), so their checkpoints load strictly: ``backbone.conv1_s.conv.weight``,
+authors fine-tuned with (authors' configs), so their checkpoints load strictly: ``backbone.conv1_s.conv.weight``,
 ``backbone.layer1.0.conv2.bn.running_mean``, ``backbone.layer1.0.se_module.fc1.bias``, ``cls_head.fc1.weight``.
 
 * stem: ``conv1_s`` 1x3x3 stride (1,2,2), 3 -> 24, no BN, no activation; ``conv1_t`` depthwise 5x1x1 (BN, ReLU);
@@ -14,7 +14,7 @@ authors fine-tuned with (official-code.md §6), so their checkpoints load strict
   -> dropout -> ``fc2``.
 
 X3D-XS, -S and -M share one network (gamma_w 1, gamma_b 2.25, gamma_d 2.2) and differ only in the clip they are fed
-(frames x interval, and crop size); X3D-L has gamma_d 5. STS (paper, official-code.md §2): the depthwise 3x3x3
+(frames x interval, and crop size); X3D-L has gamma_d 5. STS (paper, docs/method.md): the depthwise 3x3x3
 ``conv2`` of every block (26 in X3D-S, 4 of them with spatial stride 2).
 """
 
