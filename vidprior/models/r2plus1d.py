@@ -88,6 +88,7 @@ class Conv2plus1d(nn.Module):
         self.conv_t = nn.Conv3d(mid, out_channels, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        # (B, C_in, T, H, W) -> spatial (1, k, k): (B, mid, T, H', W') -> temporal (k_t, 1, 1): (B, C_out, T', H', W')
         return self.conv_t(self.relu(self.bn_s(self.conv_s(x))))
 
 
@@ -123,8 +124,8 @@ class BasicBlock2plus1d(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.conv2(self.conv1(x))
+        identity = x if self.downsample is None else self.downsample(x)  # (B, planes, T', H', W')
+        out = self.conv2(self.conv1(x))  # (B, inplanes, T, H, W) -> (B, planes, T', H', W'), strides on conv1
         return self.relu(out + identity)
 
 

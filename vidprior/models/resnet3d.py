@@ -65,7 +65,8 @@ class Bottleneck3d(nn.Module):
         return self.conv3.bn
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = x if self.downsample is None else self.downsample(x)  # (B, 4 planes, T, H', W')
+        # (B, C, T, H, W) -> conv1 (B, planes, ...) -> conv2 (spatial stride: H', W') -> conv3 (B, 4 planes, ...)
         out = self.conv3(self.conv2(self.conv1(x)))
         return self.relu(out + identity)
 

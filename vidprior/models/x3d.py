@@ -68,9 +68,9 @@ class SEModule(nn.Module):
         self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
-        s = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
-        s = self.sigmoid(self.fc2(self.relu(self.fc1(s))))
-        return x * s
+        s = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)  # (B, C, T, H, W) -> (B, C, 1, 1, 1)
+        s = self.sigmoid(self.fc2(self.relu(self.fc1(s))))  # -> (B, bottleneck, 1, 1, 1) -> (B, C, 1, 1, 1)
+        return x * s  # broadcast over (T, H, W)
 
 
 class BlockX3d(nn.Module):
@@ -102,11 +102,11 @@ class BlockX3d(nn.Module):
         return self.conv3.bn
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv2(self.conv1(x))
+        out = self.conv2(self.conv1(x))  # (B, C_in, T, H, W) -> (B, planes, T, H', W'), stride on conv2
         if self.se_module is not None:
             out = self.se_module(out)
-        out = self.conv3(self.swish(out))
-        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv3(self.swish(out))  # -> (B, C_out, T, H', W')
+        identity = x if self.downsample is None else self.downsample(x)  # (B, C_out, T, H', W')
         return self.relu(out + identity)
 
 
