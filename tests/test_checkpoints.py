@@ -130,7 +130,7 @@ def test_not_a_resnet_is_refused():
 
 # ------------------------------------------------------------------------------------------------ authors' namings
 def _timm_naming(model: nn.Module, num_classes: int = 1000) -> dict[str, torch.Tensor]:
-    """The authors' image pre-training naming (official-code.md §3): get_feature.*, classifier.*, X3D fc1.*"""
+    """The authors' image pre-training naming (docs/method.md): get_feature.*, classifier.*, X3D fc1.*"""
     out = {}
     for k, v in model.state_dict().items():
         if k.startswith("backbone."):
@@ -176,7 +176,7 @@ def test_authors_checkpoint_for_another_architecture_is_refused():
 
 
 def test_names_follow_mmaction2():
-    """Names the authors' code uses (official-code.md §3): CSN conv2.0.conv, SlowFast slow_path / fast_path /
+    """Names the authors' code uses (docs/method.md): CSN conv2.0.conv, SlowFast slow_path / fast_path /
     *_lateral, head fc_cls."""
     keys = set(vidprior.create_model("csn_tiny").state_dict())
     assert "backbone.layer1.0.conv2.0.conv.weight" in keys and "cls_head.fc_cls.weight" in keys

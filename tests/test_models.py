@@ -21,7 +21,7 @@ from vidprior.models import count_sts_layers
 GOLDEN = Path(__file__).parent / "golden"
 
 # Exact parameter counts (a change must be deliberate), with the published value they must round to.
-# Sources: paper Table 4 (174 classes, SS-V2 head) and official-code.md §6 (the authors' exact counts);
+# Sources: paper Table 4 (174 classes, SS-V2 head) and authors' configs (the authors' exact counts);
 # 400 classes: PyTorchVideo / PySlowFast model zoo (Slow R50 32.45M, SlowFast R50 4x16 34.48M, 8x8 34.57M),
 # mmaction2 (ir-CSN-50 13.13M).
 EXPECTED_PARAMS = {
@@ -40,7 +40,7 @@ EXPECTED_PARAMS = {
 }
 
 # Multiply-adds at T x 256 x 256 (one multiply-add = 1; conv, fc and batch norm), paper Table 4, and the conv+fc
-# part as PySlowFast / PyTorchVideo publish it (official-code.md §6, performance.md §4.2).
+# part as PySlowFast / PyTorchVideo publish it (docs/performance.md).
 EXPECTED_GMACS = {
     "slowonly50": ((1, 3, 8, 256, 256), 54.9, 54.52),
     "slowfast50_4x16": ((1, 3, 32, 256, 256), 36.4, 36.10),
@@ -48,7 +48,7 @@ EXPECTED_GMACS = {
     "csn50": ((1, 3, 8, 256, 256), 26.6, 26.24),
 }
 
-# STS layers the paper placed (official-code.md §2) and how many of them have spatial stride 2.
+# STS layers the paper placed (docs/method.md) and how many of them have spatial stride 2.
 EXPECTED_STS = {
     "slowonly50": (9, 0),
     "resnet50_3x1x1": (9, 0),

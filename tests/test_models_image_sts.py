@@ -194,3 +194,69 @@ def test_pretrain_finetune_round_trip_keeps_every_static_side_tap(name, tmp_path
     img = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(video(img.unsqueeze(2)), view(img), rtol=1e-4, atol=1e-5)
+
+
+def test_cli_pretrain_with_sts_then_finetune_loads_the_static_side_taps(tmp_path):
+    """`vidprior pretrain` with model.sts=true trains the STS image view (5-D kernels in its weights, schedule in
+    their metadata); `init.source=image` puts every static tap into the video model; side_taps=random with
+    scale auto adds the recorded weight-decay shrink of the model's own side taps to the dynamic filters."""
+    from safetensors.torch import load_file
+
+    from tests._util import run_cli, write_color_image
+    from vidprior.engine.config import load_config
+    from vidprior.engine.tasks import build_model
+    from vidprior.models.side_taps import read_schedule, weight_decay_shrink
+
+    for split, per_class in (("train", 4), ("val", 1)):
+        for c in range(2):
+            (tmp_path / split / f"c{c}").mkdir(parents=True)
+            for k in range(per_class):
+                write_color_image(tmp_path / split / f"c{c}" / f"{k}.png", c, seed=k)
+    common = ["model.name=csn_tiny", "model.num_classes=2", "model.sts=true", "data.crop_size=32"]
+    out = tmp_path / "pre"
+    res = run_cli(
+        "pretrain",
+        *common,
+        "data.format=imagefolder",
+        f"data.train={tmp_path / 'train'}",
+        f"data.val={tmp_path / 'val'}",
+        "data.short_side=null",
+        "data.randaugment=null",
+        "data.workers=0",
+        "train.batch_size=4",
+        "train.ckpt_every_minutes=null",
+        "optim.epochs=2",
+        "optim.warmup_epochs=0",
+        "optim.weight_decay=0.01",
+        f"out={out}",
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    weights = out / "best.safetensors"
+    image = load_file(str(weights))
+    key = "backbone.layer1.0.conv2.0.conv.weight"
+    assert image[key].dim() == 5  # the STS layer's 3D kernel, trained as ImageSTSConv
+    schedule = read_schedule(weights)
+    assert schedule["optimizer"] == "sgd" and schedule["steps"] >= 1 and schedule["weight_decay"] == 0.01
+    shrink = weight_decay_shrink(schedule)
+    assert 0 < shrink < 1
+
+    def finetune(*extra):
+        cfg = load_config(
+            None,
+            [*common, "task=finetune", "data.train=unused", "init.source=image", f"init.checkpoint={weights}", *extra],
+        )
+        torch.manual_seed(5)
+        return build_model(cfg)
+
+    zero = finetune()
+    rand = finetune("init.side_taps=random", "init.side_taps_scale=auto")
+    torch.manual_seed(5)
+    own = create_model("csn_tiny", num_classes=2, sts=True).state_dict()[key]
+    layer = zero.get_submodule(key[: -len(".weight")])
+    s = layer.num_static
+    for model in (zero, rand):
+        w = model.state_dict()[key]
+        assert torch.equal(w[:s], image[key][:s])  # every static tap pre-training learned
+        assert torch.equal(w[s:, :, 1], image[key][s:, :, 1])
+    assert not zero.state_dict()[key][s:, :, [0, 2]].any()
+    torch.testing.assert_close(rand.state_dict()[key][s:, :, [0, 2]], shrink * own[s:, :, [0, 2]])

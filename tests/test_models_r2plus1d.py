@@ -21,12 +21,12 @@ from vidprior.models.r2plus1d import Conv2plus1d, mid_channels
 
 GOLDEN = Path(__file__).parent / "golden"
 
-# Exact parameter counts. R(2+1)D-34: paper Table 4 prints 63.6M (SS-V2 head, 174 classes); official-code.md §6
+# Exact parameter counts. R(2+1)D-34: paper Table 4 prints 63.6M (SS-V2 head, 174 classes); authors' configs
 # gives the authors' 63.64M (174) and 63.76M (400). R(2+1)D-18: torchvision's published 31,505,325 (400 classes).
 R2P1D34_PARAMS = {174: 63_643_343, 400: 63_759_281}
 R2P1D18_PARAMS = 31_505_325
 
-# Multiply-adds at 1 x 3 x 8 x 256 x 256 (paper Table 4: 114.8 G; conv + fc alone 114.47 G, official-code.md §6).
+# Multiply-adds at 1 x 3 x 8 x 256 x 256 (paper Table 4: 114.8 G; conv + fc alone 114.47 G, authors' configs).
 PAPER_GMACS, CONV_FC_GMACS = 114.8, 114.47
 
 
@@ -62,7 +62,7 @@ def test_r2plus1d34_multiply_adds():
     assert abs(p.macs / 1e9 - PAPER_GMACS) / PAPER_GMACS < 0.01, p
     conv_fc = (p.macs_by_op["conv"] + p.macs_by_op["linear"]) / 1e9
     assert abs(conv_fc - CONV_FC_GMACS) / CONV_FC_GMACS < 0.005, p
-    # mmaction2's default temporal strides (1, 2, 2, 2) would roughly halve it (official-code.md §6: ~53 G); the
+    # mmaction2's default temporal strides (1, 2, 2, 2) would roughly halve it (authors' configs: ~53 G); the
     # paper's number confirms that the authors did not stride in time.
     strided = profile(_meta("r2plus1d34", num_classes=174, temporal_strides=(1, 2, 2, 2)), (1, 3, 8, 256, 256))
     assert 45 < (strided.macs_by_op["conv"] + strided.macs_by_op["linear"]) / 1e9 < 60

@@ -20,7 +20,7 @@ from vidprior.models.x3d import BlockX3d, round_repeats, round_width
 
 GOLDEN = Path(__file__).parent / "golden"
 
-# Exact parameter counts (a change must be deliberate) and the published value they round to: official-code.md §6
+# Exact parameter counts (a change must be deliberate) and the published value they round to: authors' configs
 # (the authors' X3D-S with a 174-way SS-V2 head: 3.33M, paper Table 4: 3.3M); 400 classes: PySlowFast /
 # PyTorchVideo model zoo (X3D-XS/S/M 3.79M, X3D-L 6.15M).
 EXPECTED_PARAMS = {
@@ -126,7 +126,7 @@ def test_golden_state_dict_keys():
 
 def test_authors_pretraining_checkpoint_loads():
     """The authors' timm pre-training checkpoint (``get_feature.*``, ``fc1.*`` with a bias, 1000-way
-    ``classifier``) loads: backbone and fc1.weight copied, fc1.bias and the classifier skipped (official-code.md §3)."""
+    ``classifier``) loads: backbone and fc1.weight copied, fc1.bias and the classifier skipped (docs/method.md)."""
     model = create_model("x3d_tiny", num_classes=10)
     state = {
         "get_feature." + k[len("backbone.") :]: torch.randn(v.shape) if v.is_floating_point() else v.clone()

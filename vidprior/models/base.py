@@ -108,13 +108,13 @@ class VideoClassifier(nn.Module):
         return fc.out_features if isinstance(fc, nn.Linear) else 0
 
     def forward_features(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
-        return self.backbone(x)
+        return self.backbone(x)  # (B, 3, T, H, W) -> (B, C, T', H', W') (SlowFast: one per pathway)
 
     def forward_head(self, x: Tensor | tuple[Tensor, ...], pre_logits: bool = False) -> Tensor:
         return self.cls_head(x, pre_logits=pre_logits)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))  # (B, num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier (0 removes it: ``forward`` then returns ``num_features`` pooled features)."""

@@ -4,7 +4,7 @@
   they load with ``model.load_state_dict`` directly. Their image pre-training checkpoints (timm-based: backbone
   ``get_feature.*``, classifier ``classifier.*``, X3D also ``fc1.*``) differ by a prefix:
   :func:`load_official` renames (``get_feature.`` -> ``backbone.``, ``fc1.`` -> ``cls_head.fc1.``,
-  ``classifier.`` -> the model's classifier) and loads (official-code.md §3).
+  ``classifier.`` -> the model's classifier) and loads (docs/method.md).
 * ImageNet ResNet-50 state dicts in torchvision or timm naming (``conv1``, ``bn1``, ``layer1.0.conv1``,
   ``layer1.0.downsample.0``, ``fc``) load into the image view of ``slowonly50`` / ``resnet50_3x1x1`` and the slow
   pathway of SlowFast, and from there inflate into the 3D model: :func:`load_imagenet_resnet`.

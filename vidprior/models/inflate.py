@@ -1,4 +1,4 @@
-"""2D <-> 3D weight transfer (paper §3.2 and Table 9; official-code.md §3).
+"""2D <-> 3D weight transfer (paper §3.2 and Table 9; docs/method.md).
 
 * :func:`inflate_weight` turns a 2D kernel ``(C_out, C_in/g, kh, kw)`` into a 3D kernel with temporal size ``kt``:
   ``"center"`` puts it in the centre temporal slice and zeros elsewhere (the paper's "zero-init", Table 9

@@ -3,9 +3,9 @@
 Every 3D convolution is factorised (Tran et al., CVPR 2018) into a spatial ``conv_s`` ``(1, kh, kw)`` ``C_in -> M``,
 ``bn_s``, ReLU and a temporal ``conv_t`` ``(kt, 1, 1)`` ``M -> C_out`` (:class:`Conv2plus1d`, mmaction2's names), so
 the paper's STS layers are the temporal ``conv_t`` of the stem and of both convs of every BasicBlock
-(official-code.md §1c, §2: 33 in R(2+1)D-34).
+(docs/method.md: 33 in R(2+1)D-34).
 
-* ``r2plus1d34``: mmaction2 0.x ``ResNet2Plus1d`` with the authors' settings (official-code.md §6): BasicBlock
+* ``r2plus1d34``: mmaction2 0.x ``ResNet2Plus1d`` with the authors' settings (authors' configs): BasicBlock
   [3, 4, 6, 3], stem ``(3, 7, 7)`` stride ``(1, 2, 2)`` + max pool ``(1, 3, 3)`` stride ``(1, 2, 2)``, spatial stride
   on each stage's first ``conv1``, 1x1x1 projections factorised too, **no temporal striding**, outer BN eps 1e-3.
   Keys as in mmaction2 (``backbone.layer2.0.conv1.conv.conv_s.weight``, ``backbone.conv1.bn.running_mean``), so the
@@ -88,6 +88,7 @@ class Conv2plus1d(nn.Module):
         self.conv_t = nn.Conv3d(mid, out_channels, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        # (B, C_in, T, H, W) -> spatial (1, k, k): (B, mid, T, H', W') -> temporal (k_t, 1, 1): (B, C_out, T', H', W')
         return self.conv_t(self.relu(self.bn_s(self.conv_s(x))))
 
 
@@ -123,8 +124,8 @@ class BasicBlock2plus1d(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.conv2(self.conv1(x))
+        identity = x if self.downsample is None else self.downsample(x)  # (B, planes, T', H', W')
+        out = self.conv2(self.conv1(x))  # (B, inplanes, T, H, W) -> (B, planes, T', H', W'), strides on conv1
         return self.relu(out + identity)
 
 
@@ -197,7 +198,7 @@ class ResNet2Plus1d(nn.Module):
 
 
 def _sts_layers(backbone: ResNet2Plus1d) -> list[str]:
-    """The paper's STS placement (official-code.md §2): the temporal ``conv_t`` of the stem and of both convs of
+    """The paper's STS placement (docs/method.md): the temporal ``conv_t`` of the stem and of both convs of
     every BasicBlock (not the 1x1x1 projections, which have no temporal extent)."""
     names = ["backbone.conv1.conv.conv_t"]
     for layer in backbone.res_layers:

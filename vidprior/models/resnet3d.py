@@ -1,7 +1,7 @@
 """3D ResNets: SlowOnly-R50, the paper's ablation ResNet50-3x1x1 / ResNet50-3x3x3 (Table 5), and ir-CSN-50.
 
 Architectures follow mmaction2 0.x (``ResNet3d``, ``ResNet3dSlowOnly``, ``ResNet3dCSN``) as the paper's authors ran
-them (official-code.md §6), with parameter names identical to mmaction2's so their checkpoints load strictly:
+them (authors' configs), with parameter names identical to mmaction2's so their checkpoints load strictly:
 ``backbone.conv1.conv.weight``, ``backbone.layer3.0.conv1.bn.running_mean``, CSN ``backbone.layer1.0.conv2.0.conv``.
 No temporal down-sampling anywhere, as in the paper. The pathways of SlowFast are built from the same blocks
 (:mod:`vidprior.models.slowfast`).
@@ -65,7 +65,8 @@ class Bottleneck3d(nn.Module):
         return self.conv3.bn
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = x if self.downsample is None else self.downsample(x)  # (B, 4 planes, T, H', W')
+        # (B, C, T, H, W) -> conv1 (B, planes, ...) -> conv2 (spatial stride: H', W') -> conv3 (B, 4 planes, ...)
         out = self.conv3(self.conv2(self.conv1(x)))
         return self.relu(out + identity)
 

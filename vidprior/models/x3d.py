@@ -1,7 +1,7 @@
 """X3D (Feichtenhofer, CVPR 2020): X3D-XS, X3D-S, X3D-M, X3D-L, as the paper's authors ran it (mmaction2 0.x).
 
 Architecture and parameter names follow mmaction2 0.x ``X3D`` / ``BlockX3D`` / ``X3DHead`` in the version the
-authors fine-tuned with (official-code.md §6), so their checkpoints load strictly: ``backbone.conv1_s.conv.weight``,
+authors fine-tuned with (authors' configs), so their checkpoints load strictly: ``backbone.conv1_s.conv.weight``,
 ``backbone.layer1.0.conv2.bn.running_mean``, ``backbone.layer1.0.se_module.fc1.bias``, ``cls_head.fc1.weight``.
 
 * stem: ``conv1_s`` 1x3x3 stride (1,2,2), 3 -> 24, no BN, no activation; ``conv1_t`` depthwise 5x1x1 (BN, ReLU);
@@ -14,7 +14,7 @@ authors fine-tuned with (official-code.md §6), so their checkpoints load strict
   -> dropout -> ``fc2``.
 
 X3D-XS, -S and -M share one network (gamma_w 1, gamma_b 2.25, gamma_d 2.2) and differ only in the clip they are fed
-(frames x interval, and crop size); X3D-L has gamma_d 5. STS (paper, official-code.md §2): the depthwise 3x3x3
+(frames x interval, and crop size); X3D-L has gamma_d 5. STS (paper, docs/method.md): the depthwise 3x3x3
 ``conv2`` of every block (26 in X3D-S, 4 of them with spatial stride 2).
 """
 
@@ -68,9 +68,9 @@ class SEModule(nn.Module):
         self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
-        s = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
-        s = self.sigmoid(self.fc2(self.relu(self.fc1(s))))
-        return x * s
+        s = x.mean(dim=tuple(range(2, x.dim())), keepdim=True)  # (B, C, T, H, W) -> (B, C, 1, 1, 1)
+        s = self.sigmoid(self.fc2(self.relu(self.fc1(s))))  # -> (B, bottleneck, 1, 1, 1) -> (B, C, 1, 1, 1)
+        return x * s  # broadcast over (T, H, W)
 
 
 class BlockX3d(nn.Module):
@@ -102,11 +102,11 @@ class BlockX3d(nn.Module):
         return self.conv3.bn
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv2(self.conv1(x))
+        out = self.conv2(self.conv1(x))  # (B, C_in, T, H, W) -> (B, planes, T, H', W'), stride on conv2
         if self.se_module is not None:
             out = self.se_module(out)
-        out = self.conv3(self.swish(out))
-        identity = x if self.downsample is None else self.downsample(x)
+        out = self.conv3(self.swish(out))  # -> (B, C_out, T, H', W')
+        identity = x if self.downsample is None else self.downsample(x)  # (B, C_out, T, H', W')
         return self.relu(out + identity)
 
 
