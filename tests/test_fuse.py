@@ -119,3 +119,13 @@ def test_fused_module_follows_dtype_and_exports_to_onnx(tmp_path):
     torch.onnx.export(fused, (x,), str(path), input_names=["x"], dynamo=False)
     out = onnx.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0]
     torch.testing.assert_close(torch.from_numpy(out), sts(x).detach(), rtol=0, atol=1e-5)
+
+
+def test_profile_counts_the_layers_own_macs_in_eval_mode():
+    """vidprior.profile runs eval(); the cached inference form must not change the counted multiply-adds."""
+    sts = STSConv3d(8, 8, (3, 3, 3), padding=1, groups=8)
+    conv = sts.to_conv3d()
+    shape = (1, 8, 4, 8, 8)
+    for device in ("meta", None):
+        macs = vidprior.profile(nn.Sequential(sts).eval(), shape, device=device).macs_by_op["conv"]
+        assert macs == vidprior.profile(nn.Sequential(conv), shape, device=device).macs_by_op["conv"]

@@ -32,6 +32,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from vidprior.errors import StsShapeError, UnsupportedConvError, closest
 from vidprior.layers._fast_paths import forward_depthwise_frames, forward_shift, use_frames_path, use_shift_path
@@ -338,10 +339,14 @@ class STSConv3d(nn.Conv3d):
                 )
 
     # eval(): the inference form (sts_infer.py), prepared once and rebuilt when the weights change (in place or
-    # replaced: version counter and storage) or after train(). Not while a weight gradient is wanted, and not while
-    # compiling or tracing (the training form is the traceable one; vidprior.fuse_sts gives a fixed module).
+    # replaced: version counter and storage) or after train(). Not while a weight gradient is wanted, not while
+    # compiling or tracing (the training form is the traceable one; vidprior.fuse_sts gives a fixed module), and
+    # not on meta tensors or under a dispatch mode such as the FLOP counter of vidprior.profile (which counts the
+    # layer's own multiply-adds, not the zero taps of merged kernels).
     def _inference_form_applies(self) -> bool:
         if torch.is_grad_enabled() and self.weight.requires_grad:
+            return False
+        if self.weight.is_meta or is_in_torch_dispatch_mode():
             return False
         return not (torch.compiler.is_compiling() or torch.jit.is_tracing())
 
