@@ -14,6 +14,7 @@ geometry, the test views of its recipe, class names):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,18 +69,15 @@ def _weights_of_run(run: Path) -> Path:
 
 
 def _from_run(run: Path, sts: bool | str | None) -> ModelSource:
-    from vidprior.engine.config import load_config
-    from vidprior.layers.sts import STS_OPTIONS
-    from vidprior.models import apply_sts, create_model
+    from vidprior.engine.config import InitCfg, load_config
+    from vidprior.engine.tasks import build_model
     from vidprior.utils.io import load_state_dict_file
 
     cfg = load_config(run / "config.yaml")
-    m = cfg.model
-    # the recipe's architecture and STS placement; every tensor then comes from the run's weights (no init.*)
-    model = create_model(m.name, num_classes=m.num_classes, dropout=m.dropout, **m.overrides)
-    placement = m.sts if sts is None else sts
-    if placement:
-        apply_sts(model, placement, **{name: getattr(m, name) for name in STS_OPTIONS})
+    if sts is not None:
+        cfg.model.sts = sts
+    cfg = dataclasses.replace(cfg, init=InitCfg())  # every tensor comes from the run's weights
+    model = build_model(cfg)
     weights = _weights_of_run(run)
     _load_strict(model, load_state_dict_file(weights), weights, cfg.model.name)
     d = cfg.data
