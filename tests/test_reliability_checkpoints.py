@@ -261,3 +261,43 @@ def test_load_checkpoint_maps_to_the_requested_device(tmp_path):
     path = save_checkpoint(tmp_path, 1, _state(1))
     assert load_checkpoint(path)["w"].device.type == "cpu"
     assert load_checkpoint(path, map_location="meta")["w"].device.type == "meta"
+
+
+_EVIL_LOAD = textwrap.dedent(
+    """
+    import hashlib, json, pathlib, sys
+    import torch
+    from vidprior.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    class Evil:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (pathlib.Path(sys.argv[1]) / "PWNED",))
+
+    path = save_checkpoint(sys.argv[1], 1, {"x": torch.zeros(1)})
+    torch.save({"x": Evil()}, path / "state.pt")
+    manifest = json.loads((path / "MANIFEST.json").read_text())  # the manifest agrees: only pickle safety is left
+    data = (path / "state.pt").read_bytes()
+    manifest["files"]["state.pt"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (path / "MANIFEST.json").write_text(json.dumps(manifest))
+    try:
+        load_checkpoint(path)
+    except CheckpointError as e:
+        print(str(e))
+    """
+)
+
+
+def test_a_crafted_pickle_is_refused_even_when_torch_is_told_to_unpickle_anything(tmp_path):
+    """``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (set for some old tool) turns torch.load's default to full unpickling;
+    the checkpoint reader asks for weights only explicitly, so a crafted state.pt still runs no code."""
+    import os
+
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", _EVIL_LOAD, str(tmp_path)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not (tmp_path / "PWNED").exists()
+    msg = res.stdout.strip()
+    assert msg.startswith(f"{tmp_path / 'checkpoints' / 'step_00000001' / 'state.pt'}: refused to load: it needs code")
+    assert "unpickled (Weights only load failed" in msg and "\n" not in msg  # torch's first line only
