@@ -301,3 +301,6 @@ def test_a_crafted_pickle_is_refused_even_when_torch_is_told_to_unpickle_anythin
     msg = res.stdout.strip()
     assert msg.startswith(f"{tmp_path / 'checkpoints' / 'step_00000001' / 'state.pt'}: refused to load: it needs code")
     assert "unpickled (Weights only load failed" in msg and "\n" not in msg  # torch's first line only
+    with pytest.raises(CheckpointError, match="refused to load"):  # and in this process, without the variable
+        load_checkpoint(tmp_path / "checkpoints" / "step_00000001")
+    assert not (tmp_path / "PWNED").exists()
