@@ -1,10 +1,9 @@
 """Export a model for deployment: ``torch.export`` (a ``.pt2`` program) and ONNX, both with a dynamic batch size,
 each checked against the PyTorch model on the spot (``onnxruntime`` for the ONNX file).
 
-STS layers are exported in their plain-convolution form: every STS conv computes through its branch path (the
-static filters as 2D convolutions per frame, the dynamic ones as a 3D convolution; the same parameters, the same
-result), not through the shifted-sum autograd function of its fast training path, which traces too, but which the
-ONNX translation handles very slowly (a minute for a tiny model).
+STS layers are exported in their inference form (:func:`vidprior.fuse_sts`): STS is linear and fixed at inference,
+so each STS conv becomes plain convolutions over prepared kernels (the same parameters, the same result), not the
+shifted-sum autograd function of the training path, which the ONNX translation handles very slowly.
 """
 
 from __future__ import annotations
@@ -18,26 +17,13 @@ import torch
 from torch import nn
 
 from vidprior.errors import VidpriorError
-from vidprior.layers.sts import STSConv3d
-
-
-class _BranchSTS(STSConv3d):
-    """An STS conv that always computes through plain convolutions (its general branch path)."""
-
-    def _use_shift_path(self) -> bool:
-        return False
-
-    def _use_frames_path(self) -> bool:
-        return False
+from vidprior.layers.fuse import fuse_sts
 
 
 def inference_form(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode whose STS convs use only plain convolutions (same outputs)."""
-    out = copy.deepcopy(model).eval()
-    for m in out.modules():
-        if type(m) is STSConv3d:
-            m.__class__ = _BranchSTS  # same attributes and parameters, other forward path
-    return out
+    """A copy of ``model`` in eval mode with every STS conv in its inference form (:func:`vidprior.fuse_sts`:
+    plain ``conv3d``, additions and ``cat``; the same outputs within float rounding)."""
+    return fuse_sts(copy.deepcopy(model))
 
 
 @dataclass

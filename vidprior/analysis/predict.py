@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from vidprior.analysis.source import ModelSource
 from vidprior.data.errors import DecodeError
+from vidprior.engine import evaluate
 from vidprior.errors import VidpriorError
 
 
@@ -48,13 +49,9 @@ def load_views(
 
 
 def view_scores(model: nn.Module, x: Tensor) -> Tensor:
-    """Softmax scores averaged over views. ``x``: (B, V, C, T, H, W) -> (B, num_classes).
-
-    The maths of the trainer's multi-view validation (softmax per view, then the mean over views).
-    """
-    b, v = x.shape[:2]
-    scores = model(x.flatten(0, 1)).float().softmax(dim=-1)  # (B*V, K)
-    return scores.view(b, v, -1).mean(dim=1)  # (B, V, K) -> (B, K)
+    """Softmax scores averaged over views, ``x``: (B, V, C, T, H, W) -> (B, num_classes): the evaluator's maths
+    (:func:`vidprior.engine.evaluate.view_scores`), as in validation and ``vidprior test``."""
+    return evaluate.view_scores(model, x, sample_dims=4)
 
 
 @dataclass
