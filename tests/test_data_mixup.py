@@ -159,7 +159,7 @@ def test_cutmix_box_is_timms_rand_bbox():
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# timm's Mixup on a video batch: why vidprior does not call it directly (dependencies.md §D)
+# timm's Mixup on a video batch: why vidprior does not call it directly
 
 
 def _timm_cutmix(b: int) -> Mixup:

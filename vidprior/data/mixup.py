@@ -1,6 +1,6 @@
 """Mixup / CutMix for video batches (B, C, T, H, W), with one CutMix box shared by every frame.
 
-Written here instead of calling a library, because neither fits a 5-D batch (dependencies.md §D):
+Written here instead of calling a library, because neither fits a 5-D batch:
 
 * ``timm.data.Mixup`` draws the box for the last two dims but pastes ``x[:, :, yl:yh, xl:xh]``, i.e. it cuts
   (T, H) of a 5-D tensor: the pasted area is not the label weight (tests/test_data_mixup.py shows it). A reshape to
