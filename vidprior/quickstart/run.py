@@ -96,7 +96,8 @@ def deterministic(threads: int = THREADS) -> Iterator[None]:
 
 
 def _recipe(name: str) -> Path:
-    return resolve_recipe(f"quickstart/{name}.yaml")
+    # "configs/..." rather than "quickstart/...": the default output folder is ./quickstart
+    return resolve_recipe(f"configs/quickstart/{name}.yaml")
 
 
 def _data_overrides(data: Path, task: str) -> list[str]:
