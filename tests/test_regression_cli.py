@@ -96,6 +96,41 @@ def test_resume_mid_epoch_and_after_an_epoch_boundary_with_dropout_mixup_and_wor
     assert cut_losses[8:] == ref_losses[6:]  # resumed at step 6: steps 7-12
 
 
+def _small_file_size_limit() -> None:
+    """In the child: writes past 100 kB fail with EFBIG (as on a full disk) instead of killing it with SIGXFSZ."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+
+def test_a_run_that_cannot_save_a_checkpoint_stops_with_one_line(videos, tmp_path):
+    """The logs fit under the limit, the 160 kB checkpoint does not: the run stops at its first save, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    args = [*BASE, "data.workers=0", "optim.epochs=1", "train.ckpt_every_steps=2", f"data.train={videos / 'train.txt'}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "vidprior", "finetune", *args, f"data.root={videos}", f"out={out}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        preexec_fn=_small_file_size_limit,
+    )
+    assert res.returncode == 2, res.stderr[-3000:]
+    errors = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert f"{out / 'checkpoints'}: could not save checkpoint step 2" in errors[0]
+    assert "MiB free there" in errors[0] and "no earlier checkpoint exists" in errors[0]
+    assert not list((out / "checkpoints").iterdir())  # no partial checkpoint left
+    assert _losses(out) and len(_losses(out)) == 2  # it stopped at the first save
+
+
 # ------------------------------------------------------------------------------------------------ multi-view test
 R_VALUES = {  # red level of the left, centre and right third of every frame, per video
     "v0": (200, 130, 250),

@@ -304,3 +304,22 @@ def test_a_crafted_pickle_is_refused_even_when_torch_is_told_to_unpickle_anythin
     with pytest.raises(CheckpointError, match="refused to load"):  # and in this process, without the variable
         load_checkpoint(tmp_path / "checkpoints" / "step_00000001")
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_save_creates_the_run_folder_and_keeps_three_by_default(tmp_path):
+    run = tmp_path / "new" / "run"
+    for step in range(1, 6):
+        save_checkpoint(run, step, _state(step))
+    assert [c.step for c in list_checkpoints(run)] == [3, 4, 5]
+
+
+def test_leftovers_of_a_crash_in_the_same_step_are_replaced(tmp_path):
+    save_checkpoint(tmp_path, 5, _state(5), keep_last=3)
+    root = tmp_path / "checkpoints"
+    for name in ("step_00000005.tmp", "step_00000005.old.tmp"):  # a crash while re-saving step 5 left both
+        (root / name).mkdir()
+        (root / name / "junk").write_text("x")
+    path = save_checkpoint(tmp_path, 5, {"step": 5, "w": torch.ones(2)}, keep_last=3)
+    assert sorted(p.name for p in path.iterdir()) == ["MANIFEST.json", "state.pt"]
+    assert torch.equal(load_checkpoint(path)["w"], torch.ones(2))
+    assert sorted(p.name for p in root.iterdir()) == ["step_00000005"]

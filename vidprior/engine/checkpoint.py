@@ -14,6 +14,7 @@ Older checkpoints beyond ``keep_last`` are deleted only after the new one is com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -109,6 +110,8 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         prev = find_latest(run_dir)
         cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        with contextlib.suppress(OSError):  # torch.save's message does not say why a write failed: show the room left
+            cause += f"; {shutil.disk_usage(root).free / 2**20:.0f} MiB free there"
         raise CheckpointError(
             f"{root}: could not save checkpoint step {step} ({cause}); "
             + (f"the previous checkpoint {prev.path.name} is intact" if prev else "no earlier checkpoint exists")
