@@ -203,8 +203,8 @@ def test_cli_pretrain_with_sts_then_finetune_loads_the_static_side_taps(tmp_path
     from safetensors.torch import load_file
 
     from tests._util import run_cli, write_color_image
+    from vidprior.engine.assembly import build_model
     from vidprior.engine.config import load_config
-    from vidprior.engine.tasks import build_model
     from vidprior.models.side_taps import read_schedule, weight_decay_shrink
 
     for split, per_class in (("train", 4), ("val", 1)):

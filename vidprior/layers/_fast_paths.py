@@ -6,23 +6,21 @@ and keep the input's memory format (channels_last_3d in, channels_last_3d out, n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from vidprior.layers._shift_sum import shift_sum
 from vidprior.layers.sts_modes import STATIC_MODE_SPECS, spatial_kernels
 
-if TYPE_CHECKING:
-    from vidprior.layers.sts import STSConv3d
+# STS layers are typed as their base class nn.Conv3d here: these helpers sit below sts.py in the import graph.
+STSLayer = nn.Conv3d
 
 
 # The dense (3, 1, 1) case at stride 1 runs as one 1x1x1 convolution producing all three taps of every filter,
 # followed by adding the tap outputs shifted along T (dynamic), W (horizontal) or H (vertical). One large
 # convolution is much faster on CPU than three narrow ones over the same input (benchmarks/sts_layer.py).
-def use_shift_path(layer: STSConv3d) -> bool:
+def use_shift_path(layer: STSLayer) -> bool:
     spec = STATIC_MODE_SPECS[layer.static_mode]
     return (
         layer.kernel_size[1] == 1
@@ -45,7 +43,7 @@ def centre_tap_bias(b: Tensor) -> Tensor:
     return torch.stack([zeros, b, zeros], dim=1).reshape(-1)
 
 
-def forward_shift(layer: STSConv3d, x: Tensor) -> Tensor:
+def forward_shift(layer: STSLayer, x: Tensor) -> Tensor:
     c_out = layer.out_channels
     d = layer.static_dilation if STATIC_MODE_SPECS[layer.static_mode].temporal_dilated else 1
     w = taps_as_filters(layer.weight)
@@ -67,7 +65,7 @@ def forward_shift(layer: STSConv3d, x: Tensor) -> Tensor:
 # Depthwise (3, k, k) convs (CSN, X3D) run as 2D depthwise convolutions over the frames, in channels-last layout:
 # PyTorch's 2D depthwise kernels are much faster on CPU than its 3D ones. The dynamic filters become a
 # channel-multiplier-3 depthwise conv (one output per temporal tap) followed by the shifted sum along T.
-def use_frames_path(layer: STSConv3d) -> bool:
+def use_frames_path(layer: STSLayer) -> bool:
     k = layer.kernel_size[1]
     return (
         k > 1
@@ -78,7 +76,7 @@ def use_frames_path(layer: STSConv3d) -> bool:
     )
 
 
-def forward_depthwise_frames(layer: STSConv3d, x: Tensor) -> Tensor:
+def forward_depthwise_frames(layer: STSLayer, x: Tensor) -> Tensor:
     b, ch, t, h, w = x.shape
     n, k, s = layer.num_static, layer.kernel_size[1], layer.stride[1]
     c = (k - 1) // 2

@@ -19,7 +19,6 @@ inference form by itself when no weight gradient is needed (rebuilt when its wei
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +27,8 @@ from torch import Tensor, nn
 from vidprior.layers.sts_modes import FrameKernel, embed
 from vidprior.layers.sts_plan import branch_forward, dynamic_inputs, frame_conv, static_parts
 
-if TYPE_CHECKING:
-    from vidprior.layers.sts import STSConv3d
+# STS layers are typed as their base class nn.Conv3d here: these helpers sit below sts.py in the import graph.
+STSLayer = nn.Conv3d
 
 
 @dataclass
@@ -66,7 +65,7 @@ def _merge_same_grid(kernels: list[FrameKernel]) -> list[FrameKernel]:
     return list(out.values())
 
 
-def build_form(layer: STSConv3d) -> FusedForm:
+def build_form(layer: STSLayer) -> FusedForm:
     """The inference form of ``layer`` for its current weights."""
     with torch.no_grad():
         w = layer.weight.detach()

@@ -9,16 +9,15 @@ this plan; the inference form may merge a part's kernels into one (:func:`sts_mo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from vidprior.layers.sts_modes import STATIC_MODE_SPECS, FrameKernel, spatial_kernels, temporal_kernels
 
-if TYPE_CHECKING:
-    from vidprior.layers.sts import STSConv3d
+# STS layers are typed as their base class nn.Conv3d here: these helpers sit below sts.py in the import graph.
+STSLayer = nn.Conv3d
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class StaticPart:
     kernels: list[FrameKernel]
 
 
-def static_parts(layer: STSConv3d, w: Tensor) -> list[StaticPart]:
+def static_parts(layer: STSLayer, w: Tensor) -> list[StaticPart]:
     """The static parts of ``layer`` for weight ``w`` (views of ``w``: gradients flow back to it)."""
     spec = STATIC_MODE_SPECS[layer.static_mode]
     n, grouped = layer.num_static, layer.groups > 1
@@ -59,7 +58,7 @@ def static_parts(layer: STSConv3d, w: Tensor) -> list[StaticPart]:
     ]
 
 
-def dynamic_inputs(layer: STSConv3d) -> tuple[tuple[int, int], int]:
+def dynamic_inputs(layer: STSLayer) -> tuple[tuple[int, int], int]:
     """Input channel range and group count of the dynamic filters ``[num_static, C_out)``."""
     if layer.groups == 1:
         return (0, layer.in_channels), 1
@@ -67,7 +66,7 @@ def dynamic_inputs(layer: STSConv3d) -> tuple[tuple[int, int], int]:
     return (layer.static_groups * cpg, layer.in_channels), layer.groups - layer.static_groups
 
 
-def frame_conv(layer: STSConv3d, x: Tensor, fk: FrameKernel, bias: Tensor | None, groups: int) -> Tensor:
+def frame_conv(layer: STSLayer, x: Tensor, fk: FrameKernel, bias: Tensor | None, groups: int) -> Tensor:
     """Per-frame 2D convolution aligned with the 3D conv's output grid (zero padding).
 
     The centre tap of the 3D kernel reads frame ``t * st - pt + 1``: temporal kernel 1 with padding ``pt - 1`` and
@@ -85,7 +84,7 @@ def frame_conv(layer: STSConv3d, x: Tensor, fk: FrameKernel, bias: Tensor | None
     return F.conv3d(x, w, bias, layer.stride, tuple(max(p, 0) for p in pads), (1, *fk.dilation), groups)
 
 
-def flat_conv(layer: STSConv3d, x: Tensor, fk: FrameKernel, bias: Tensor | None, groups: int) -> Tensor:
+def flat_conv(layer: STSLayer, x: Tensor, fk: FrameKernel, bias: Tensor | None, groups: int) -> Tensor:
     """The authors' row (column) convolution: each frame flattened to one sequence in (h w) ((w h)) order.
 
     ``fk`` is ``1 x L`` (row) or ``L x 1`` (column); spatial stride ``s`` becomes stride ``s * s`` on the sequence
@@ -109,7 +108,7 @@ def flat_conv(layer: STSConv3d, x: Tensor, fk: FrameKernel, bias: Tensor | None,
     return y.view(b, n, t, ho, wo)
 
 
-def run_part(layer: STSConv3d, x: Tensor, part: StaticPart, bias: Tensor | None) -> Tensor:
+def run_part(layer: STSLayer, x: Tensor, part: StaticPart, bias: Tensor | None) -> Tensor:
     """Output of one static part: the sum of its per-frame kernels (``x`` is the layer's whole input)."""
     i0, i1 = part.inputs
     xp = x if (i0, i1) == (0, x.shape[1]) else x[:, i0:i1]
@@ -124,7 +123,7 @@ def run_part(layer: STSConv3d, x: Tensor, part: StaticPart, bias: Tensor | None)
     return out
 
 
-def branch_forward(layer: STSConv3d, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+def branch_forward(layer: STSLayer, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """The general path: every static part, then the dynamic Conv3d, concatenated along channels."""
     outs = [run_part(layer, x, part, b) for part in static_parts(layer, w)]
     n = layer.num_static
