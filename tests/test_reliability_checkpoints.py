@@ -205,10 +205,22 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tmp_path, where):
 
 
 def test_disk_full_on_the_first_save_says_there_is_no_earlier_checkpoint(tmp_path):
+    import re
+
     out = _save_under_limit(tmp_path, 100_000, 200_000, "state")
     assert out.get("type") == "CheckpointError", out
-    assert "no earlier checkpoint exists" in out["error"]
+    pattern = (
+        rf"^{re.escape(str(tmp_path / 'checkpoints'))}: could not save checkpoint step 2 "
+        r"\((.+); \d+ MiB free there\); no earlier checkpoint exists\. "
+        r"Free disk space \(or raise the file-size limit\) and resume with --resume auto$"
+    )
+    match = re.match(pattern, out["error"])
+    assert match, out["error"]
+    cause = match.group(1)
+    assert " " in cause and cause not in ("None", "RuntimeError")  # torch's own first line, not a bare class name
     assert find_latest(tmp_path) is None and not list((tmp_path / "checkpoints").glob("*.tmp"))
+    save_checkpoint(tmp_path, 2, _state(2))  # with room again it saves (in this process too)
+    assert find_latest(tmp_path).step == 2
 
 
 # ------------------------------------------------------------------------------------------------ what is written
