@@ -384,7 +384,7 @@ def test_resume_auto_with_every_checkpoint_damaged_says_so_unless_allowed_to_res
     res = run("finetune", *_k400(data, out), "--resume", "auto", "optim.epochs=1")
     assert res.returncode == 2, res.stderr[-2000:]
     line = res.stderr.strip()
-    assert line.count("\n") == 0 and "are damaged" in line and "--allow-restart" in line, line
+    assert line.count("\n") == 0 and "is damaged" in line and "--allow-restart" in line, line
     assert all(info.path.name in line for info in damaged) and "checksum mismatch" in line
     res = run("finetune", "--resume", "auto", *_k400(data, out), "--allow-restart", "optim.epochs=1")
     assert res.returncode == 0, res.stderr[-2000:]

@@ -55,23 +55,15 @@ def auto_resume_point(run_dir: str | Path, *, allow_restart: bool = False) -> Pa
     info = ckpt.find_latest(run_dir)
     if info is not None:
         return info.path
-    damaged = []
-    for c in ckpt.list_checkpoints(run_dir):
-        try:
-            ckpt.verify(c.path)
-        except ckpt.CheckpointError as e:
-            damaged.append(str(e))
-    if not damaged:
+    report = ckpt.damaged_report(run_dir)  # "every checkpoint in ... is damaged (N): step_...: reason; ..."
+    if report is None:
         return None
-    listing = "; ".join(damaged)
     if allow_restart:
-        print(
-            f"--resume auto: every checkpoint is damaged ({listing}); starting over (--allow-restart)", file=sys.stderr
-        )
+        print(f"--resume auto: {report}; starting over (--allow-restart)", file=sys.stderr)
         return None
     raise VidpriorError(
-        f"--resume auto: all {len(damaged)} checkpoints in {Path(run_dir) / 'checkpoints'} are damaged: {listing}. "
-        "Resume from a copy of a good one (--resume PATH), or pass --allow-restart to start over"
+        f"--resume auto: {report}. Resume from a copy of a good one (--resume PATH), or pass --allow-restart to "
+        "start over"
     )
 
 
