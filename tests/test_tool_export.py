@@ -26,16 +26,17 @@ def _model(name: str, sts: bool) -> torch.nn.Module:
 
 
 def test_inference_form_computes_the_same_with_plain_convolutions():
+    from vidprior.layers.fuse import FusedSTSConv3d
+
     model = _model("r2plus1d_tiny", sts=True)
     plain = inference_form(model)
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(plain(x), model(x), atol=1e-5, rtol=1e-5)
-    assert any(isinstance(m, STSConv3d) for m in plain.modules())
-    assert all(
-        not m._use_shift_path() and not m._use_frames_path() for m in plain.modules() if isinstance(m, STSConv3d)
-    )
-    assert {type(m) for m in model.modules()} >= {STSConv3d}  # the original keeps its fast paths
+    assert not any(isinstance(m, STSConv3d) for m in plain.modules())  # every STS layer in its inference form
+    assert sum(isinstance(m, FusedSTSConv3d) for m in plain.modules()) == len(model.sts_layers)
+    assert any(isinstance(m, STSConv3d) for m in model.modules())  # the original is not modified
+    assert plain.state_dict().keys() == model.state_dict().keys()
 
 
 @pytest.mark.slow  # ONNX translation takes 5-60 s per model on a busy CPU

@@ -52,6 +52,7 @@ from vidprior.engine.train_state import (
     set_rng_state,
 )
 from vidprior.errors import VidpriorError
+from vidprior.utils.memory_format import to_channels_last
 
 
 class Trainer:
@@ -91,8 +92,7 @@ class Trainer:
         freeze_parameters(model, t.trainable)  # before DDP and the optimizer see the model
         self.model = model.to(device)
         if t.channels_last:
-            fmt = torch.channels_last_3d if kind == "video" else torch.channels_last
-            self.model = self.model.to(memory_format=fmt)
+            to_channels_last(self.model)
         self.net: nn.Module = self.model
         if world_size > 1:
             if t.sync_bn:
