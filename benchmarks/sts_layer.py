@@ -35,7 +35,7 @@ class Case:
     groups: int = 1
 
 
-# Layer shapes of the paper's models (official-code.md §6; 224 crop, X3D-S at 160).
+# Layer shapes of the paper's models (docs/model_zoo.md; 224 crop, X3D-S at 160).
 CASES = [
     Case("SlowOnly res4 conv1 3x1x1", 1024, 256, (3, 1, 1), (8, 14, 14)),
     Case("SlowOnly res5 conv1 3x1x1", 2048, 512, (3, 1, 1), (8, 7, 7)),

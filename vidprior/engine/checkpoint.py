@@ -1,4 +1,4 @@
-"""Checkpoints that are never half-written and never run code when read (reliability.md §4.2, §4.7).
+"""Checkpoints that are never half-written and never run code when read (docs/reliability.md, "Checkpoints").
 
 A checkpoint is a folder ``<run>/checkpoints/step_00001234/`` holding
 
