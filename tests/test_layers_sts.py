@@ -287,7 +287,7 @@ def test_meta_device_forward_shape():
 
 # ---------------------------------------------------------------------------------------------------------- official
 def _official_restatement(x, weight, stride_s, groups_static, n_static):
-    """The authors' static computation restated with conv1d on (B*T, C, H*W) sequences (docs/method.md, "STS convolution")."""
+    """The authors' static computation restated with conv1d on (B*T, C, H*W) sequences (docs/method.md)."""
     b, c, t, h, w = x.shape
     cin = weight.shape[1]
     xs = x[:, : groups_static * cin] if groups_static * cin < c else x
@@ -338,7 +338,7 @@ def test_official_layout_wraps_around_rows_unlike_zero_pad():
 
 
 def test_official_temporal_kernel_equals_restatement():
-    """(3, 1, 1): quarter A = 3-tap conv1d over (h w) sequences, quarter B over (w h) (docs/method.md, "STS convolution")."""
+    """(3, 1, 1): quarter A = 3-tap conv1d over (h w) sequences, quarter B over (w h) (docs/method.md)."""
     sts = STSConv3d(6, 8, (3, 1, 1), padding=(1, 0, 0), layout="official", bias=False, dtype=DT)
     x = torch.randn(2, 6, 3, 5, 7, dtype=DT)
     y = sts(x)
