@@ -159,8 +159,13 @@ def _timed(fn):
     return value, time.monotonic() - t0, time.process_time() - c0
 
 
+# Pre-training learning rate per model where it differs from the recipe's (measured: docs/quickstart.md)
+PRETRAIN_LR = {"csn_tiny": 0.3}
+
+
 def _pretrain(data: Path, out: Path, model: str, seed: int, plan: Plan, sts: bool) -> tuple[Path, dict]:
     overrides = [
+        *([f"optim.lr={PRETRAIN_LR[model]}"] if model in PRETRAIN_LR else []),
         f"model.name={model}",
         f"data.train={data / 'images' / 'train'}",
         f"data.val={data / 'images' / 'val'}",
