@@ -40,7 +40,7 @@ EXPECTED_PARAMS = {
 }
 
 # Multiply-adds at T x 256 x 256 (one multiply-add = 1; conv, fc and batch norm), paper Table 4, and the conv+fc
-# part as PySlowFast / PyTorchVideo publish it (docs/performance.md).
+# part as PySlowFast / PyTorchVideo publish it (docs/performance/).
 EXPECTED_GMACS = {
     "slowonly50": ((1, 3, 8, 256, 256), 54.9, 54.52),
     "slowfast50_4x16": ((1, 3, 32, 256, 256), 36.4, 36.10),

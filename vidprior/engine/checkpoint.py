@@ -1,4 +1,4 @@
-"""Checkpoints that are never half-written and never run code when read (docs/reliability.md, "Checkpoints").
+"""Checkpoints that are never half-written and never run code when read (docs/reliability/, "Checkpoints").
 
 A checkpoint is a folder ``<run>/checkpoints/step_00001234/`` holding
 

@@ -10,7 +10,7 @@ STS is linear and its weights are fixed at inference, so every static part's ker
   their centre slice) plus full-channel per-frame side kernels (zeros on the dynamic channels), added in place:
   no channel slicing of the input and no concatenation, which on channels-last costs more than the extra taps.
 
-The rule was chosen by measuring these forms on the paper's layer shapes (docs/performance.md).
+The rule was chosen by measuring these forms on the paper's layer shapes (docs/performance/).
 :func:`fuse_sts` swaps every :class:`STSConv3d` of a model for a :class:`FusedSTSConv3d` (sharing the weight and
 bias Parameters, so the state dict is unchanged); an :class:`STSConv3d` in ``eval()`` mode also uses a cached
 inference form by itself when no weight gradient is needed (rebuilt when its weights change or after ``train()``).
