@@ -184,15 +184,18 @@ def resnet3d(
     dropout: float = 0.5,
     base_channels: int = 64,
     stage_blocks: Sequence[int] = (3, 4, 6, 3),
+    spatial_strides: Sequence[int] = (1, 2, 2, 2),
     zero_init_residual: bool | None = None,
 ) -> VideoClassifier:
-    """The family's one builder: ``variant`` from :data:`RESNET3D_VARIANTS` with width, depth and initialisation
-    overrides (``zero_init_residual=None``: the variant's default). STS placement (paper): every temporal conv of
-    the blocks (9 conv1 of res4/res5 in the 3x1x1 layout, the 16 depthwise conv2 in the 3x3x3 layout)."""
+    """The family's one builder: ``variant`` from :data:`RESNET3D_VARIANTS` with width, depth, per-stage stride and
+    initialisation overrides (``zero_init_residual=None``: the variant's default). STS placement (paper): every
+    temporal conv of the blocks (9 conv1 of res4/res5 in the 3x1x1 layout, the 16 depthwise conv2 in the 3x3x3
+    layout)."""
     v = RESNET3D_VARIANTS[variant]
     backbone = ResNet3d(
         base_channels=base_channels,
         stage_blocks=tuple(stage_blocks),
+        spatial_strides=tuple(spatial_strides),
         inflate=v.inflate,
         inflate_style=v.inflate_style,
         depthwise=v.depthwise,

@@ -10,52 +10,31 @@ layers see maps of at least 7x7 as in the paper; see docs/quickstart.md.
 
 from __future__ import annotations
 
-from torch import nn
-
 from vidprior.models._registry import register_model
-from vidprior.models.base import ClsHead, VideoClassifier, init_weights
-from vidprior.models.resnet3d import ResNet3d
+from vidprior.models.base import VideoClassifier
+from vidprior.models.resnet3d import resnet3d
 
 Strides = tuple[int, int, int, int]
 
 
-def _tiny(
-    *,
-    num_classes: int,
-    dropout: float,
-    width: int,
-    spatial_strides: Strides,
-    inflate_style: str,
-    depthwise: bool,
-    conv1_kernel: tuple[int, int, int],
-    bn_eps: float,
-    default_clip: tuple[int, int],
-) -> VideoClassifier:
+def _tiny(variant: str, *, num_classes: int, dropout: float, width: int, spatial_strides: Strides) -> VideoClassifier:
+    """The full family's builder (:func:`~vidprior.models.resnet3d.resnet3d`) with one block per stage, ``width``
+    stem channels and the given stage strides."""
     strides = tuple(int(s) for s in spatial_strides)
     if len(strides) != 4 or any(s not in (1, 2) for s in strides):
         raise ValueError(f"spatial_strides={spatial_strides!r}: expected four strides, each 1 or 2")
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"width={width!r}: expected a positive integer (channels of the stem)")
-    backbone = ResNet3d(
+    # No zero-init of the residual BNs: in the quickstart's short schedules it slowed learning.
+    return resnet3d(
+        variant,
+        num_classes=num_classes,
+        dropout=dropout,
         base_channels=width,
         stage_blocks=(1, 1, 1, 1),
         spatial_strides=strides,
-        inflate=(0, 0, 1, 1) if inflate_style == "3x1x1" else (1, 1, 1, 1),
-        inflate_style=inflate_style,  # type: ignore[arg-type]
-        depthwise=depthwise,
-        conv1_kernel=conv1_kernel,
-        bn_eps=bn_eps,
+        zero_init_residual=False,
     )
-    # No zero-init of the residual BNs: in the quickstart's short schedules it slowed learning.
-    init_weights(backbone, zero_init_residual=())
-    # STS where the paper puts it in the full family: every temporal conv of the blocks.
-    sts = [
-        f"backbone.{name}"
-        for name, m in backbone.named_modules()
-        if isinstance(m, nn.Conv3d) and m.kernel_size[0] == 3 and ".conv" in name and name.startswith("layer")
-    ]
-    head = ClsHead(backbone.out_channels, num_classes, dropout=dropout)
-    return VideoClassifier(backbone, head, default_clip=default_clip, sts_layers=sts)
 
 
 @register_model
@@ -68,17 +47,7 @@ def slowonly_tiny(
 ) -> VideoClassifier:
     """SlowOnly with one block per stage and ``width`` stem channels (16: a quarter of R50's); STS layers: the
     3x1x1 conv1 of res4 and res5. ``spatial_strides``: the stride of each stage (res2..res5)."""
-    return _tiny(
-        num_classes=num_classes,
-        dropout=dropout,
-        width=width,
-        spatial_strides=spatial_strides,
-        inflate_style="3x1x1",
-        depthwise=False,
-        conv1_kernel=(1, 7, 7),
-        bn_eps=1e-5,
-        default_clip=(8, 8),
-    )
+    return _tiny("slowonly50", num_classes=num_classes, dropout=dropout, width=width, spatial_strides=spatial_strides)
 
 
 @register_model
@@ -91,17 +60,7 @@ def csn_tiny(
 ) -> VideoClassifier:
     """ir-CSN with one block per stage and ``width`` stem channels; STS layers: the depthwise 3x3x3 conv2 of every
     block. ``spatial_strides``: the stride of each stage (res2..res5)."""
-    return _tiny(
-        num_classes=num_classes,
-        dropout=dropout,
-        width=width,
-        spatial_strides=spatial_strides,
-        inflate_style="3x3x3",
-        depthwise=True,
-        conv1_kernel=(3, 7, 7),
-        bn_eps=1e-3,
-        default_clip=(32, 2),
-    )
+    return _tiny("csn50", num_classes=num_classes, dropout=dropout, width=width, spatial_strides=spatial_strides)
 
 
 __all__ = ["csn_tiny", "slowonly_tiny"]
