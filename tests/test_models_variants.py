@@ -104,3 +104,15 @@ def test_x3d_head_constructs_through_its_parent():
     assert list(head.state_dict()) == ["fc1.weight", "fc2.weight", "fc2.bias"]
     head.reset(3)
     assert head.fc2.out_features == 3 and "fc_cls" not in dict(head.named_children())
+
+
+def test_a_refused_builder_option_is_a_one_line_user_error_naming_model_and_value():
+    """A builder's own value check (here the tiny members' width and strides) reaches the CLI as a VidpriorError that
+    names the model and the option, not as a bare ValueError traceback."""
+    from vidprior.errors import ModelOptionError, VidpriorError
+
+    with pytest.raises(ModelOptionError, match=r"csn_tiny\(width=0\).*width") as info:
+        create_model("csn_tiny", num_classes=4, width=0)
+    assert isinstance(info.value, VidpriorError) and "model.overrides" in str(info.value)
+    with pytest.raises(ModelOptionError, match=r"slowonly_tiny\(spatial_strides=\(1, 3, 1, 1\)\)"):
+        create_model("slowonly_tiny", num_classes=4, spatial_strides=(1, 3, 1, 1))

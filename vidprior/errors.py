@@ -15,6 +15,10 @@ class ConfigError(VidpriorError, ValueError):
     """A configuration value is unknown, mistyped or impossible (the message names the key and the value)."""
 
 
+class ModelOptionError(VidpriorError, ValueError):
+    """A model builder refused one of its options (the message names the model, the option and its value)."""
+
+
 class PeerError(VidpriorError, RuntimeError):
     """Another process of a distributed run did not answer within the time-out, or its connection broke."""
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from vidprior.errors import VidpriorError, closest
+from vidprior.errors import ModelOptionError, VidpriorError, closest
 from vidprior.layers.convert import ConversionReport, to_sts
 from vidprior.layers.sts import STS_OPTIONS
 
@@ -76,7 +76,13 @@ def create_model(name: str, *, num_classes: int = 400, sts: bool | str = False, 
         )
     if not isinstance(num_classes, int) or num_classes < 0:
         raise VidpriorError(f"num_classes={num_classes!r}: expected an integer >= 0")
-    model = builder(num_classes=num_classes, **kwargs)
+    try:
+        model = builder(num_classes=num_classes, **kwargs)
+    except (ValueError, TypeError) as e:  # a builder's own check of a value (width, strides, blocks...)
+        if isinstance(e, VidpriorError):
+            raise
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ModelOptionError(f"{name}({given}): {e} (in a config: model.overrides)") from None
     if sts_options and not sts:
         raise VidpriorError(f"STS options {sorted(sts_options)} given but sts=False; pass sts=True or sts='all'")
     apply_sts(model, sts, **sts_options)
