@@ -383,6 +383,15 @@ def test_unsupported_configurations_raise_one_clear_error(kwargs, match):
         STSConv3d(8, 8, **kwargs)
 
 
+def test_an_unknown_static_mode_lists_every_mode_with_what_it_does():
+    from vidprior.layers import STATIC_MODE_SPECS
+
+    with pytest.raises(UnsupportedConvError) as err:
+        STSConv3d(8, 8, 3, padding=1, static_mode="diagonal")
+    listed = ", ".join(f"{name!r}: {spec.summary}" for name, spec in STATIC_MODE_SPECS.items())
+    assert str(err.value).endswith(f"expected one of {listed}")
+
+
 @pytest.mark.parametrize("ratio", [-0.1, 1.5, float("nan"), "1:x", "abc", "1:2:3", True, None, "0:0", [0.5]])
 def test_bad_static_ratio_raises(ratio):
     with pytest.raises(UnsupportedConvError, match="static_ratio"):

@@ -37,7 +37,7 @@ from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 from vidprior.errors import StsShapeError, UnsupportedConvError, closest
 from vidprior.layers._fast_paths import forward_depthwise_frames, forward_shift, use_frames_path, use_shift_path
 from vidprior.layers.sts_infer import FusedForm, build_form, run_form
-from vidprior.layers.sts_modes import STATIC_MODE_SPECS, STATIC_MODES
+from vidprior.layers.sts_modes import STATIC_MODE_SPECS, STATIC_MODES, mode_error_hint
 from vidprior.layers.sts_plan import branch_forward
 
 StaticMode = Literal["cross", "center", "dilated"]  # the keys of sts_modes.STATIC_MODE_SPECS
@@ -225,7 +225,8 @@ class STSConv3d(nn.Conv3d):
             raise UnsupportedConvError(f"{desc} cannot be STS: {why}")
         if static_mode not in STATIC_MODES:
             raise UnsupportedConvError(
-                f"static_mode={static_mode!r}{closest(str(static_mode), STATIC_MODES)}; expected one of {STATIC_MODES}"
+                f"static_mode={static_mode!r}{closest(str(static_mode), STATIC_MODES)}; expected one of "
+                f"{mode_error_hint()}"
             )
         if layout not in LAYOUTS:
             raise UnsupportedConvError(f"layout={layout!r}{closest(str(layout), LAYOUTS)}; expected one of {LAYOUTS}")
