@@ -375,6 +375,7 @@ def test_official_layout_rejects_odd_sizes_at_stride_two():
         ({"kernel_size": 3, "static_mode": "dilated", "layout": "official", "padding": 1}, r"no dilated mode"),
         ({"kernel_size": 3, "layout": "official", "padding": 0}, r"'same' padding"),
         ({"kernel_size": (3, 1, 1), "stride": 2, "layout": "official", "padding": (1, 0, 0)}, r"spatial stride"),
+        ({"kernel_size": 3, "stride": (1, 2, 1), "layout": "official"}, r"same spatial stride along H and W"),
     ],
 )
 def test_unsupported_configurations_raise_one_clear_error(kwargs, match):

@@ -252,6 +252,11 @@ class STSConv3d(nn.Conv3d):
                     f"{desc}: layout='official' needs 'same' padding (1, {(k - 1) // 2}, {(k - 1) // 2}) as the "
                     f"authors' code assumes; got padding {pad}. Use layout='zero_pad'"
                 )
+            if self.stride[1] != self.stride[2]:
+                raise UnsupportedConvError(
+                    f"{desc}: layout='official' needs the same spatial stride along H and W (the authors' code "
+                    f"strides each flattened frame by s*s); got stride {tuple(self.stride)}. Use layout='zero_pad'"
+                )
             if k == 1 and tuple(self.stride[1:]) != (1, 1):
                 raise UnsupportedConvError(
                     f"{desc}: layout='official' does not cover spatial stride {tuple(self.stride[1:])} on a "
