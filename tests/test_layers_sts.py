@@ -457,6 +457,53 @@ def test_shift_sum_gradcheck_with_partial_segments(tap_dim, channel_dim):
     torch.testing.assert_close(y.select(channel_dim, 5), centre.select(channel_dim, 5))
 
 
+def _shift_sum_reference(z, tap_dim, channel_dim, segments):
+    """shift_sum written position by position: y[i] = z0[i - d] + z1[i] + z2[i + d] (zero outside the axis)."""
+    y = z.select(tap_dim, 1).clone()
+    for c0, c1, axis, d in segments:
+        for c in range(c0, c1):
+            yc = y.select(channel_dim, c)  # a view: written in place
+            ax = axis if axis < channel_dim else axis - 1  # the axis index once the channel dim is selected
+            z0 = z.select(tap_dim, 0).select(channel_dim, c)
+            z2 = z.select(tap_dim, 2).select(channel_dim, c)
+            n = yc.shape[ax]
+            for i in range(n):
+                if i - d >= 0:
+                    yc.select(ax, i).add_(z0.select(ax, i - d))
+                if i + d < n:
+                    yc.select(ax, i).add_(z2.select(ax, i + d))
+    return y
+
+
+def test_shift_sum_takes_segments_in_any_order_empty_ones_and_shifts_past_the_axis():
+    from vidprior.layers._shift_sum import shift_sum
+
+    z = torch.randn(2, 7, 3, 3, 2, 5, dtype=DT, requires_grad=True)  # (B, C=7, tap, T=3, H=2, W=5)
+    # descending channel order, an empty segment before others, a shift of 3 on an axis of 2 (only the centre
+    # tap lands), a shift equal to the axis length, channel 6 in no segment
+    segments = ((4, 6, 2, 1), (3, 3, 4, 1), (2, 4, 3, 3), (1, 2, 4, 5), (0, 1, 3, 1))
+    got = shift_sum(z, tap_dim=2, channel_dim=1, segments=segments)
+    torch.testing.assert_close(got, _shift_sum_reference(z.detach(), 2, 1, segments))
+    gy = torch.randn_like(got)
+    (grad,) = torch.autograd.grad(got, z, gy)
+    (want,) = torch.autograd.grad(_shift_sum_reference(z, 2, 1, segments), z, gy)
+    torch.testing.assert_close(grad, want)
+
+
+def test_shift_path_gradient_when_the_vertical_half_is_empty():
+    """One static filter: it is horizontal, the vertical segment is empty, and the dynamic segment after it must
+    still get its gradient (the shift path against the general path)."""
+    sts = STSConv3d(3, 2, (3, 1, 1), padding=(1, 0, 0), bias=True, dtype=DT)
+    assert (sts.num_static, sts.num_horizontal) == (1, 1) and sts._use_shift_path()
+    x = torch.randn(2, 3, 4, 3, 5, dtype=DT)
+    fast = sts(x)
+    (g_fast,) = torch.autograd.grad(fast, sts.weight, torch.ones_like(fast))
+    slow = sts._forward_branches(x)
+    (g_slow,) = torch.autograd.grad(slow, sts.weight, torch.ones_like(slow))
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(g_fast, g_slow)
+
+
 # ---------------------------------------------------------------------------------------------------------- mode table
 def test_every_static_mode_in_the_table_is_accepted_and_documented():
     from vidprior.layers.sts_modes import STATIC_MODE_SPECS
