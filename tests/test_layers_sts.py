@@ -237,6 +237,78 @@ def test_dense_shift_path_equals_branch_path_forward_and_backward():
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("groups", GROUPS)
+@pytest.mark.parametrize("kernel", [(3, 1, 1), (3, 3, 3), (3, 5, 5)])
+@pytest.mark.parametrize("stride", [(1, 2, 1), (1, 1, 2), (2, 1, 2)])
+def test_non_square_spatial_strides_match_conv3d_in_every_path(groups, kernel, stride):
+    conv, sts = _make(kernel, groups, stride)
+    x = torch.randn(2, 8, 5, 9, 8, dtype=DT)
+    y = sts(x)  # training form: the depthwise frames path where it applies, else the general path
+    assert y.shape == conv(x).shape
+    torch.testing.assert_close(y, sts._forward_branches(x))
+    if groups == "dw" and kernel[1] > 1 and stride[0] == 1:
+        assert sts._use_frames_path()
+    with torch.no_grad():
+        torch.testing.assert_close(sts.eval()(x), y)  # the inference form
+
+
+@pytest.mark.parametrize(
+    "kwargs,shift,frames",
+    [
+        # the paper's shapes: dense (3, 1, 1) temporal convs, depthwise (3, k, k) convs of CSN and X3D
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0)}, True, False),
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0), "static_mode": "dilated"}, True, False),
+        ({"kernel_size": 3, "padding": 1, "groups": 8}, False, True),
+        ({"kernel_size": 3, "padding": 1, "groups": 8, "stride": (1, 2, 2)}, False, True),
+        ({"kernel_size": (3, 5, 5), "padding": (1, 2, 2), "groups": 8}, False, True),
+        # elsewhere the general path: other layouts, paddings, strides, groupings and modes
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0), "static_mode": "center"}, False, False),
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0), "stride": (1, 2, 2)}, False, False),
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0), "stride": (2, 1, 1)}, False, False),
+        ({"kernel_size": (3, 1, 1), "padding": (0, 0, 0)}, False, False),
+        ({"kernel_size": (3, 1, 1), "padding": (1, 1, 0)}, False, False),
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0), "groups": 2}, False, False),
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0), "layout": "official"}, False, False),
+        ({"kernel_size": (3, 1, 1), "padding": (1, 0, 0), "groups": 8}, False, False),
+        ({"kernel_size": 3, "padding": 1, "groups": 8, "layout": "official"}, False, False),
+        ({"kernel_size": 3, "padding": (2, 1, 1), "groups": 8}, False, False),
+        ({"kernel_size": 3, "padding": (1, 0, 1), "groups": 8}, False, False),
+        ({"kernel_size": 3, "padding": (1, 1, 2), "groups": 8}, False, False),
+        ({"kernel_size": (3, 5, 5), "padding": (1, 1, 1), "groups": 8}, False, False),
+        ({"kernel_size": 3, "padding": 1, "groups": 8, "stride": (2, 1, 1)}, False, False),
+        ({"kernel_size": 3, "padding": 1, "groups": 4}, False, False),
+        ({"kernel_size": 3, "padding": 1}, False, False),
+    ],
+)
+def test_fast_paths_run_exactly_where_they_apply(kwargs, shift, frames):
+    """The fast paths exist for speed: losing one for the paper's shapes is a regression; taking one elsewhere
+    would be wrong (the frames path knows only "same" zero padding, temporal stride 1 and one filter per channel)."""
+    sts = STSConv3d(8, 8, dtype=DT, **kwargs)
+    assert (sts._use_shift_path(), sts._use_frames_path()) == (shift, frames)
+    x = torch.randn(1, 8, 4, 6, 6, dtype=DT)
+    torch.testing.assert_close(sts(x), sts._forward_branches(x))
+
+
+@pytest.mark.parametrize("channels,ratio", [(2, 0.5), (3, "1:2"), (3, "2:1")])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_depthwise_frames_path_with_single_static_or_dynamic_channels_keeps_the_layout(channels, ratio, channels_last):
+    sts = STSConv3d(channels, channels, 3, padding=1, groups=channels, static_ratio=ratio, dtype=DT)
+    assert sts._use_frames_path() and min(sts.num_static, channels - sts.num_static) == 1
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    x = torch.randn(2, channels, 4, 5, 6, dtype=DT).contiguous(memory_format=fmt)
+    y = sts(x)
+    torch.testing.assert_close(y, sts._forward_branches(x))
+    assert y.is_contiguous(memory_format=fmt)
+
+
+def test_a_depthwise_layer_with_a_channel_multiplier_takes_the_general_path():
+    sts = STSConv3d(4, 8, 3, padding=1, groups=4, dtype=DT)  # two filters per input channel
+    assert not sts._use_frames_path()
+    conv = nn.Conv3d(4, 8, 3, padding=1, groups=4, dtype=DT)
+    x = torch.randn(1, 4, 4, 6, 6, dtype=DT)
+    assert sts(x).shape == conv(x).shape
+
+
 def test_shift_path_gradcheck_small():
     sts = STSConv3d(3, 5, (3, 1, 1), padding=(1, 0, 0), dtype=DT)
     x = torch.randn(1, 3, 3, 2, 4, dtype=DT, requires_grad=True)  # tiny sizes: shifts reach every border case

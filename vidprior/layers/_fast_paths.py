@@ -78,9 +78,9 @@ def use_frames_path(layer: STSLayer) -> bool:
 
 def forward_depthwise_frames(layer: STSLayer, x: Tensor) -> Tensor:
     b, ch, t, h, w = x.shape
-    n, k, s = layer.num_static, layer.kernel_size[1], layer.stride[1]
+    n, k, s = layer.num_static, layer.kernel_size[1], (layer.stride[1], layer.stride[2])
     c = (k - 1) // 2
-    ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+    ho, wo = (h - 1) // s[0] + 1, (w - 1) // s[1] + 1
     wt, bias = layer.weight, layer.bias
     parts = []
     m = ch - n
