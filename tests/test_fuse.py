@@ -54,6 +54,8 @@ def test_inference_form_equals_training_form(kernel, groups, stride, mode, ratio
         torch.testing.assert_close(cached, ref, rtol=0, atol=1e-5)
         if channels_last and layout == "zero_pad":  # the layout is kept: no copy back to NCDHW
             assert got.is_contiguous(memory_format=CL), got.stride()
+        if not channels_last:  # ... and NCDHW stays NCDHW
+            assert got.is_contiguous() and cached.is_contiguous(), got.stride()
 
 
 @pytest.mark.parametrize("padding", [(0, 0, 0), (2, 2, 2), (1, 0, 2)])
@@ -129,3 +131,50 @@ def test_profile_counts_the_layers_own_macs_in_eval_mode():
     for device in ("meta", None):
         macs = vidprior.profile(nn.Sequential(sts).eval(), shape, device=device).macs_by_op["conv"]
         assert macs == vidprior.profile(nn.Sequential(conv), shape, device=device).macs_by_op["conv"]
+
+
+def _kernel_shapes(part) -> list[tuple[int, int]]:
+    return [tuple(fk.weight.shape[-2:]) for fk in part.kernels]
+
+
+@pytest.mark.parametrize(
+    "k,mode,groups,want",
+    [
+        # dense: merged only when that costs no more multiply-adds than the kernels apart
+        (3, "cross", 1, [(3, 3), (1, 9), (9, 1)]),  # 81 taps merged > 9 + 9 + 9 apart
+        (5, "cross", 1, [(5, 5), (1, 25), (25, 1)]),
+        (3, "dilated", 1, [(3, 3), (3, 3)]),  # the two dilated sides share their taps: 9 + 9 < 25 merged
+        (3, "center", 1, [(3, 3)]),
+        (3, "cross", 2, [(3, 3), (1, 9), (9, 1)]),  # grouped, not depthwise: the same rule
+        # depthwise: always one merged kernel (memory bound: one pass over the input beats three)
+        (3, "cross", 8, [(9, 9)]),
+        (3, "dilated", 8, [(5, 5)]),
+        (5, "cross", 8, [(25, 25)]),
+    ],
+)
+def test_inference_form_merges_kernels_only_where_it_saves_work(k, mode, groups, want):
+    from vidprior.layers.sts_infer import build_form
+
+    sts = _layer((3, k, k), groups, (1, 1, 1), mode=mode)
+    form = build_form(sts)
+    assert [_kernel_shapes(p) for p in form.parts] == [want]
+    depthwise = groups == 8
+    assert (form.dw_centre is not None) == depthwise and (form.dw_sides is not None) == depthwise
+    if depthwise:  # full-channel side kernels: one per distinct grid (the dilated sides share one)
+        assert [tuple(fk.weight.shape) for fk in form.dw_sides] == {
+            "cross": [(8, 1, 1, k * k), (8, 1, k * k, 1)], "dilated": [(8, 1, 3, 3)]
+        }[mode]  # fmt: skip
+        assert torch.count_nonzero(form.dw_sides[0].weight[sts.num_static :]) == 0  # zero on dynamic channels
+
+
+def test_channels_last_depthwise_inference_runs_on_the_full_channel_kernels_alone():
+    """On channels_last_3d input a depthwise layer's inference form is the full-channel depthwise Conv3d plus the
+    side kernels; the per-part kernels are not needed (a form without them gives the same output)."""
+    from vidprior.layers.sts_infer import FusedForm, build_form, run_form
+
+    sts = _layer((3, 3, 3), 8, (1, 2, 2), mode="cross").eval()
+    full = build_form(sts)
+    only = FusedForm([], None, dw_centre=full.dw_centre, dw_sides=full.dw_sides, bias=full.bias)
+    x = torch.randn(2, 8, 4, 6, 6, dtype=DT).contiguous(memory_format=CL)
+    with torch.no_grad():
+        torch.testing.assert_close(run_form(sts, x, only), sts.train()(x), rtol=0, atol=1e-10)
