@@ -10,6 +10,7 @@ from torch import nn
 
 import vidprior
 from vidprior import STSConv3d, fuse_sts
+from vidprior.errors import UnsupportedConvError
 from vidprior.layers.fuse import FusedSTSConv3d
 from vidprior.layers.sts_modes import STATIC_MODES
 
@@ -80,6 +81,7 @@ def test_float32_within_1e5_on_a_model_and_state_dict_kept():
     assert n_sts > 0
     fused = fuse_sts(model)
     assert sum(isinstance(m, FusedSTSConv3d) for m in fused.modules()) == n_sts
+    assert not any(isinstance(m, STSConv3d) for m in fused.modules())  # replaced where they were, not added
     assert list(fused.state_dict()) == keys  # weights keep their names
     with torch.no_grad():
         got = fused(x)
@@ -178,3 +180,17 @@ def test_channels_last_depthwise_inference_runs_on_the_full_channel_kernels_alon
     x = torch.randn(2, 8, 4, 6, 6, dtype=DT).contiguous(memory_format=CL)
     with torch.no_grad():
         torch.testing.assert_close(run_form(sts, x, only), sts.train()(x), rtol=0, atol=1e-10)
+
+
+def test_fused_layer_shares_parameters_takes_unbatched_clips_and_unfuses():
+    sts = _layer((3, 3, 3), 1, (1, 1, 1), mode="cross")
+    fused = FusedSTSConv3d(sts)
+    assert fused.weight is sts.weight and fused.bias is sts.bias
+    assert list(fused.state_dict()) == ["weight", "bias"]
+    assert fused.unfuse() is sts
+    x = torch.randn(8, 1, 5, 6, dtype=DT)  # (C, T=1, H, W), as nn.Conv3d accepts: only the batch axis is added
+    y = fused(x)
+    assert y.shape == (8, 1, 5, 6)
+    torch.testing.assert_close(y, sts(x[None])[0], rtol=0, atol=1e-10)
+    with pytest.raises(UnsupportedConvError, match="FusedSTSConv3d needs an STSConv3d, got Conv3d"):
+        FusedSTSConv3d(nn.Conv3d(8, 8, 3))
