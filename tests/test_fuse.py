@@ -194,3 +194,33 @@ def test_fused_layer_shares_parameters_takes_unbatched_clips_and_unfuses():
     torch.testing.assert_close(y, sts(x[None])[0], rtol=0, atol=1e-10)
     with pytest.raises(UnsupportedConvError, match="FusedSTSConv3d needs an STSConv3d, got Conv3d"):
         FusedSTSConv3d(nn.Conv3d(8, 8, 3))
+
+
+def test_the_cached_form_is_built_once_and_rebuilt_only_when_the_weights_change(monkeypatch):
+    import vidprior.layers.sts as sts_module
+
+    built = []
+    real = sts_module.build_form
+    monkeypatch.setattr(sts_module, "build_form", lambda layer: built.append(1) or real(layer))
+    sts = _layer((3, 3, 3), 1, (1, 1, 1), mode="cross").eval()
+    x = torch.randn(1, 8, 3, 5, 5, dtype=DT)
+    with torch.no_grad():
+        first = sts(x)
+        for _ in range(3):
+            torch.testing.assert_close(sts(x), first, rtol=0, atol=0)
+        assert len(built) == 1  # prepared once, reused
+        sts.weight.add_(1.0)
+        sts(x)
+        sts(x)
+    assert len(built) == 2  # rebuilt once after the change
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_a_module_traced_in_eval_mode_follows_its_weights():
+    """Tracing records the training form (parameters in the graph), not the cached kernels as constants."""
+    sts = _layer((3, 3, 3), 1, (1, 1, 1), mode="cross").eval()
+    x = torch.randn(1, 8, 3, 5, 5, dtype=DT)
+    with torch.no_grad():
+        traced = torch.jit.trace(sts, x)
+        sts.weight.mul_(-3.0)
+        torch.testing.assert_close(traced(x), sts.train()(x), rtol=0, atol=1e-10)

@@ -456,6 +456,32 @@ def test_unsupported_configurations_raise_one_clear_error(kwargs, match):
         STSConv3d(8, 8, **kwargs)
 
 
+def test_repr_says_the_split_and_only_the_options_that_differ():
+    assert repr(STSConv3d(8, 8, 3, padding=1)) == (
+        "STSConv3d(8, 8, kernel_size=(3, 3, 3), stride=(1, 1, 1), padding=(1, 1, 1), static=4/8, static_mode='cross')"
+    )
+    official = repr(STSConv3d(8, 8, 3, padding=1, layout="official", static_ratio=1.0))
+    assert official.endswith("static=8/8, static_mode='cross', layout='official')")
+    assert "static_dilation" not in official
+    dilated = repr(STSConv3d(8, 8, 3, padding=1, static_mode="dilated", static_dilation=3))
+    assert dilated.endswith("static=4/8, static_mode='dilated', static_dilation=3)")
+
+
+def test_too_small_inputs_are_refused_with_the_sizes_padding_included():
+    sts = STSConv3d(4, 4, (3, 5, 5), padding=1)  # "valid"-ish: needs H, W >= 3
+    with pytest.raises(StsShapeError, match=r"input \(T, H, W\)=\(4, 2, 6\) is too small"):
+        sts(torch.randn(1, 4, 4, 2, 6))
+    assert sts(torch.randn(1, 4, 4, 3, 3)).shape == (1, 4, 4, 1, 1)
+
+
+@pytest.mark.parametrize("h,w", [(7, 8), (8, 7)])
+def test_official_layout_at_stride_2_needs_both_sides_divisible(h, w):
+    sts = STSConv3d(4, 4, 3, stride=(1, 2, 2), padding=1, layout="official")
+    with pytest.raises(StsShapeError, match=f"got H={h}, W={w}"):
+        sts(torch.randn(1, 4, 3, h, w))
+    assert sts(torch.randn(1, 4, 3, 8, 8)).shape == (1, 4, 3, 4, 4)
+
+
 def test_an_unknown_static_mode_lists_every_mode_with_what_it_does():
     from vidprior.layers import STATIC_MODE_SPECS
 
