@@ -456,6 +456,38 @@ def test_unsupported_configurations_raise_one_clear_error(kwargs, match):
         STSConv3d(8, 8, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "text,share", [("1:1", 0.5), ("0:1", 0.0), ("1:0", 1.0), ("0.5:1", 1 / 3), ("3:1", 0.75), (" 2 : 1 ", 2 / 3)]
+)
+def test_static_dynamic_strings_at_and_inside_the_edges(text, share):
+    assert parse_static_ratio(text) == pytest.approx(share)
+
+
+@pytest.mark.parametrize("text", ["-1:2", "1:-2", "-1:-1", "inf:1", "1:inf", "nan:1", "0:0"])
+def test_bad_static_dynamic_strings_say_which_rule_they_break(text):
+    with pytest.raises(UnsupportedConvError, match="both parts must be finite, >= 0 and not both 0"):
+        parse_static_ratio(text)
+
+
+def test_from_conv3d_checks_the_conv_and_its_options():
+    with pytest.raises(UnsupportedConvError, match="did you mean 'static_ratio'"):
+        STSConv3d.from_conv3d(nn.Conv3d(4, 4, 3, padding=1), static_ration=0.5)
+    with pytest.raises(UnsupportedConvError, match="padding_mode='reflect'"):
+        STSConv3d.from_conv3d(nn.Conv3d(4, 4, 3, padding=1, padding_mode="reflect"))
+    for bias in (True, False):
+        conv = nn.Conv3d(4, 4, 3, padding=1, bias=bias)
+        sts = STSConv3d.from_conv3d(conv)
+        assert sts.weight is conv.weight and sts.bias is conv.bias
+        back = sts.to_conv3d()
+        assert back.weight is conv.weight and back.bias is conv.bias and back.padding_mode == "zeros"
+        assert list(back.state_dict()) == list(conv.state_dict())
+
+
+def test_train_without_an_argument_means_training():
+    sts = STSConv3d(4, 4, 3, padding=1).eval()
+    assert sts.train().training and sts.training
+
+
 def test_repr_says_the_split_and_only_the_options_that_differ():
     assert repr(STSConv3d(8, 8, 3, padding=1)) == (
         "STSConv3d(8, 8, kernel_size=(3, 3, 3), stride=(1, 1, 1), padding=(1, 1, 1), static=4/8, static_mode='cross')"
