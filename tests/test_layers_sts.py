@@ -488,6 +488,37 @@ def test_train_without_an_argument_means_training():
     assert sts.train().training and sts.training
 
 
+@pytest.mark.parametrize("kernel", [(3, 1, 1), (3, 3, 3), (3, 5, 5)])
+@pytest.mark.parametrize("mode", ["cross", "dilated"])
+def test_padding_strings_equal_their_numbers(kernel, mode):
+    k = kernel[1]
+    x = torch.randn(1, 4, 5, 7, 8, dtype=DT)
+    for text, numbers in [("same", (1, k // 2, k // 2)), ("valid", (0, 0, 0))]:
+        named = STSConv3d(4, 6, kernel, padding=text, static_mode=mode, dtype=DT)
+        plain = STSConv3d(4, 6, kernel, padding=numbers, static_mode=mode, dtype=DT)
+        plain.load_state_dict(named.state_dict())
+        y = named(x)
+        assert y.shape == nn.Conv3d(4, 6, kernel, padding=text)(x.float()).shape
+        torch.testing.assert_close(y, plain(x), rtol=0, atol=0)
+
+
+def test_constructor_defaults_follow_nn_conv3d_and_the_paper():
+    sts = STSConv3d(4, 4, 3)  # nn.Conv3d's default padding is 0
+    x = torch.randn(1, 4, 5, 7, 7)
+    assert sts(x).shape == nn.Conv3d(4, 4, 3)(x).shape == (1, 4, 3, 5, 5)
+    assert STSConv3d(4, 4, 3, static_mode="dilated").static_dilation == 2  # the paper's first ablated value
+    assert STSConv3d(4, 4, 3, device="meta").weight.is_meta
+
+
+def test_configuration_errors_name_the_layer():
+    with pytest.raises(UnsupportedConvError) as err:
+        STSConv3d(8, 6, (1, 3, 3))
+    assert str(err.value).startswith("Conv3d(8, 6, kernel_size=(1, 3, 3)) cannot be STS: ")
+    for bad in (2.5, "2", True, 1):
+        with pytest.raises(UnsupportedConvError, match="static_dilation="):
+            STSConv3d(8, 8, 3, static_mode="dilated", static_dilation=bad)
+
+
 def test_repr_says_the_split_and_only_the_options_that_differ():
     assert repr(STSConv3d(8, 8, 3, padding=1)) == (
         "STSConv3d(8, 8, kernel_size=(3, 3, 3), stride=(1, 1, 1), padding=(1, 1, 1), static=4/8, static_mode='cross')"
