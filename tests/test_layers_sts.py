@@ -445,7 +445,14 @@ def test_official_layout_rejects_odd_sizes_at_stride_two():
         ({"kernel_size": 3, "layout": "oficial"}, r"did you mean 'official'"),
         ({"kernel_size": 3, "static_mode": "dilated", "static_dilation": 1}, r"static_dilation=1"),
         ({"kernel_size": 3, "static_mode": "dilated", "layout": "official", "padding": 1}, r"no dilated mode"),
-        ({"kernel_size": 3, "layout": "official", "padding": 0}, r"'same' padding"),
+        (
+            {"kernel_size": 3, "layout": "official", "padding": 0},
+            r"'same' padding \(1, 1, 1\).*got \S+ \(0, 0, 0\)",
+        ),
+        (
+            {"kernel_size": (3, 5, 5), "layout": "official", "padding": 1},
+            r"padding \(1, 2, 2\).*got \S+ \(1, 1, 1\)",
+        ),
         ({"kernel_size": (3, 1, 1), "stride": 2, "layout": "official", "padding": (1, 0, 0)}, r"spatial stride"),
         ({"kernel_size": 3, "stride": (1, 2, 1), "layout": "official"}, r"same spatial stride along H and W"),
     ],
