@@ -453,7 +453,10 @@ def test_official_layout_rejects_odd_sizes_at_stride_two():
             {"kernel_size": (3, 5, 5), "layout": "official", "padding": 1},
             r"padding \(1, 2, 2\).*got \S+ \(1, 1, 1\)",
         ),
-        ({"kernel_size": (3, 1, 1), "stride": 2, "layout": "official", "padding": (1, 0, 0)}, r"spatial stride"),
+        (
+            {"kernel_size": (3, 1, 1), "stride": 2, "layout": "official", "padding": (1, 0, 0)},
+            r"does not cover spatial stride \(2, 2\) on a \(3, 1, 1\) kernel .*; use layout='zero_pad'$",
+        ),
         ({"kernel_size": 3, "stride": (1, 2, 1), "layout": "official"}, r"same spatial stride along H and W"),
     ],
 )
@@ -575,6 +578,9 @@ def test_static_ratio_parsing_and_group_rounding():
     dw = STSConv3d(64, 64, 3, padding=1, groups=64, static_ratio="1:2")
     assert dw.num_static == 21 and dw.static_groups == 21  # 64/3 = 21.3 -> whole channels
     g4 = STSConv3d(16, 16, 3, padding=1, groups=4, static_ratio=0.3)  # 1.2 groups -> 1 group of 4 filters
+    # ungrouped: the static filters form one group when there are any
+    assert [STSConv3d(8, 8, 3, static_ratio=r).static_groups for r in (0.0, 0.05, 0.1, 1.0)] == [0, 0, 1, 1]
+    assert [STSConv3d(8, 8, 3, static_ratio=r).num_static for r in (0.0, 0.05, 0.1, 1.0)] == [0, 0, 1, 8]
     assert (g4.static_groups, g4.num_static) == (1, 4)
     # (3,1,1): the static filters split again, the first (horizontal) half the larger when odd
     t = STSConv3d(8, 10, (3, 1, 1), padding=(1, 0, 0))
