@@ -529,6 +529,35 @@ def test_configuration_errors_name_the_layer():
             STSConv3d(8, 8, 3, static_mode="dilated", static_dilation=bad)
 
 
+def test_error_messages_in_full():
+    """The messages users read, word for word: what is wrong, the value, and what to do."""
+    from vidprior.layers import sts_support
+
+    def message(fn, *args, **kwargs) -> str:
+        with pytest.raises((UnsupportedConvError, StsShapeError)) as err:
+            fn(*args, **kwargs)
+        return str(err.value)
+
+    assert message(parse_static_ratio, [0.5]) == (
+        "static_ratio=[0.5] (list): expected a number in [0, 1] or a string like '1:1'"
+    )
+    assert message(parse_static_ratio, 1.5) == (
+        "static_ratio=1.5: the share of static output channels must lie in [0, 1] (0.5 is the paper's 1:1 default; "
+        "Table 10 also uses '1:2' and '2:1')"
+    )
+    assert sts_support((5, 3, 3)) == (
+        "kernel (5, 3, 3) has temporal size 5; STS is defined for temporal kernel 3, i.e. kernels (3, 1, 1) and "
+        "(3, k, k) with odd k"
+    )
+    assert sts_support((3, 3, 3)) is None and sts_support((3, 1, 1)) is None  # zero padding by default
+    official = STSConv3d(4, 4, 3, stride=(1, 2, 2), padding=1, layout="official")
+    assert message(official, torch.randn(1, 4, 3, 7, 8)) == (
+        "layout='official' with spatial stride 2 needs H and W divisible by 2 (the authors' flattened stride-4 "
+        "convolution cannot be reshaped otherwise); got H=7, W=8. Use layout='zero_pad' or an input size divisible "
+        "by the stride"
+    )
+
+
 def test_repr_says_the_split_and_only_the_options_that_differ():
     assert repr(STSConv3d(8, 8, 3, padding=1)) == (
         "STSConv3d(8, 8, kernel_size=(3, 3, 3), stride=(1, 1, 1), padding=(1, 1, 1), static=4/8, static_mode='cross')"
