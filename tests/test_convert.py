@@ -302,3 +302,50 @@ def test_train_eval_flag_is_kept_on_conversion():
     model.train()
     from_sts(model)
     assert all(model.get_submodule(n).training for n in report.converted)
+
+
+class _OwnForward(nn.Conv3d):
+    def forward(self, x):
+        return super().forward(x) * 2
+
+
+class _OwnConvForward(nn.Conv3d):
+    def _conv_forward(self, x, weight, bias):
+        return super()._conv_forward(x, weight.flip(2), bias)
+
+
+def test_every_skip_reason_and_the_report_text_in_full():
+    model = nn.Sequential(
+        nn.Conv3d(4, 4, 3, padding=1),  # 0: converted
+        nn.Conv3d(4, 4, 3, padding=2, dilation=2),  # 1: dilated
+        nn.Conv3d(4, 4, 3, padding=1, padding_mode="reflect"),  # 2: reflect padding
+        _OwnForward(4, 4, 3, padding=1),  # 3: its own forward
+        _OwnConvForward(4, 4, 3, padding=1),  # 4: its own _conv_forward
+        nn.Conv3d(4, 4, (1, 3, 3), padding=(0, 1, 1)),  # 5: no temporal extent
+        nn.Conv3d(4, 4, 3, padding=1),  # 6: not selected
+    )
+    report = to_sts(model, where=["0", "1", "2", "3", "4", "5"])  # ineligible layers are skipped, never raised on
+    assert report.converted == ["0"] and isinstance(model[0], STSConv3d)
+    assert report.skipped == {
+        "1": "dilation (2, 2, 2): STS supports only undilated convolutions (dilation 1)",
+        "2": "padding_mode='reflect': STS is defined with zero padding only",
+        "3": "_OwnForward is a subclass of nn.Conv3d with its own forward; not replaced",
+        "4": "_OwnConvForward is a subclass of nn.Conv3d with its own forward; not replaced",
+        "5": "kernel (1, 3, 3) has no temporal extent: nothing to separate",
+        "6": "not selected by `where`",
+    }
+    assert to_sts(model, where="0").skipped["0"] == "already an STSConv3d"
+    assert str(report).splitlines() == [
+        "converted 1 layer(s), skipped 6",
+        "  + 0",
+        *[f"  - {name}: {why}" for name, why in report.skipped.items()],
+    ]
+
+
+def test_conversion_error_messages_in_full():
+    with pytest.raises(UnsupportedConvError) as err:
+        to_sts(_build("r2plus1d_18"), where=[1, 2])
+    assert str(err.value) == "where=[1, 2]: expected a callable, a glob pattern or a list of glob patterns"
+    with pytest.raises(UnsupportedConvError) as err:
+        from_sts(STSConv3d(4, 4, 3, padding=1))
+    assert str(err.value) == "from_sts() got a bare STSConv3d; use layer.to_conv3d() instead"
