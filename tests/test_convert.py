@@ -349,3 +349,9 @@ def test_conversion_error_messages_in_full():
     with pytest.raises(UnsupportedConvError) as err:
         from_sts(STSConv3d(4, 4, 3, padding=1))
     assert str(err.value) == "from_sts() got a bare STSConv3d; use layer.to_conv3d() instead"
+    with pytest.raises(UnsupportedConvError) as err:
+        to_sts(nn.Conv3d(4, 4, 3, padding=1))
+    assert str(err.value) == "to_sts() got a bare nn.Conv3d; use STSConv3d.from_conv3d(conv) instead"
+    with pytest.raises(UnsupportedConvError) as err:
+        to_sts(nn.Sequential(nn.Conv3d(4, 4, 3, padding=1)), static_dilation=1)
+    assert str(err.value).startswith("layer '0': static_dilation=1: expected an integer >= 2")
