@@ -44,8 +44,8 @@ if [ "${KEEP:-0}" = 1 ]; then
 else
     trap 'rm -rf "$scratch"' EXIT
 fi
-# the package, the tests and the project file; no .git, caches or earlier mutants
-tar -C "$repo" --exclude=__pycache__ --exclude=.pytest_cache --exclude=mutants -cf - vidprior tests pyproject.toml |
+# the package, the tests, the recipes some tests read and the project file; no .git, caches or earlier mutants
+tar -C "$repo" --exclude=__pycache__ --exclude=.pytest_cache --exclude=mutants -cf - vidprior tests configs pyproject.toml |
     tar -C "$scratch" -xf -
 
 toml_list() { # "a" "b" -> ["a", "b"]
