@@ -243,6 +243,9 @@ def test_manifest_and_weights_record_the_step_sizes_and_hashes(tmp_path):
         assert meta == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     with safe_open(str(path / "model.safetensors"), "pt") as f:
         assert f.metadata() == {"step": "7"} and torch.equal(f.get_tensor("w"), state["w"])
+    tagged = save_checkpoint(tmp_path, 8, state, model_state={"w": state["w"]}, metadata={"model": "x3d_s"})
+    with safe_open(str(tagged / "model.safetensors"), "pt") as f:
+        assert f.metadata() == {"model": "x3d_s", "step": "8"}  # the caller's metadata travels with the weights
     assert sorted(p.name for p in path.iterdir()) == ["MANIFEST.json", "model.safetensors", "state.pt"]
     assert json.loads((path / "MANIFEST.json").read_text()) == manifest
 
@@ -335,3 +338,44 @@ def test_leftovers_of_a_crash_in_the_same_step_are_replaced(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["MANIFEST.json", "state.pt"]
     assert torch.equal(load_checkpoint(path)["w"], torch.ones(2))
     assert sorted(p.name for p in root.iterdir()) == ["step_00000005"]
+
+
+class _Unpicklable:
+    """A state entry torch.save cannot write (e.g. a user's open handle): pickling raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __reduce__(self):
+        raise self.error
+
+
+def test_a_state_that_cannot_be_written_is_reported_with_its_cause_and_the_room_left(tmp_path):
+    import re
+    import shutil
+
+    save_checkpoint(tmp_path, 1, _state(1))
+    root = tmp_path / "checkpoints"
+    for error, cause in [(RuntimeError("cannot pickle a socket\nmore detail"), "cannot pickle a socket"),
+                         (RuntimeError(), "RuntimeError"), (OSError("  "), "OSError")]:  # fmt: skip
+        with pytest.raises(CheckpointError) as err:
+            save_checkpoint(tmp_path, 2, {"step": 2, "handle": _Unpicklable(error)})
+        msg = str(err.value)
+        match = re.match(
+            rf"^{re.escape(str(root))}: could not save checkpoint step 2 \((.+); (\d+) MiB free there\)", msg
+        )
+        assert match and match.group(1) == cause, msg  # the first line of the message, or the class when empty
+        free = shutil.disk_usage(root).free / 2**20
+        assert abs(int(match.group(2)) - free) <= 0.25 * free + 64, (msg, free)
+        assert "the previous checkpoint step_00000001 is intact" in msg
+    assert [c.step for c in list_checkpoints(tmp_path)] == [1] and not list(root.glob("*.tmp"))
+
+
+def test_a_run_folder_that_is_a_file_is_a_clear_checkpoint_error(tmp_path):
+    not_a_folder = tmp_path / "run"
+    not_a_folder.write_text("a file where the run folder should be")
+    with pytest.raises(CheckpointError) as err:
+        save_checkpoint(not_a_folder, 1, _state(1))
+    msg = str(err.value)
+    assert msg.startswith(f"{not_a_folder / 'checkpoints'}: could not save checkpoint step 1 (")
+    assert "MiB free" not in msg and "no earlier checkpoint exists" in msg
