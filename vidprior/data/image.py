@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from PIL import Image
 from timm.data import create_transform
+from timm.data.auto_augment import posterize as timm_posterize
 
 from vidprior.errors import VidpriorError
 
@@ -34,7 +36,7 @@ def image_train_transform(
     (bicubic, area 0.08-1, aspect 3/4-4/3) -> flip 0.5 -> RandAugment ``rand-m7-mstd0.5-inc1`` -> tensor ->
     normalise; no colour jitter (timm turns it off anyway when RandAugment is on), no random erasing.
     PIL image -> (3, H, W) float."""
-    return create_transform(
+    transform = create_transform(
         img_size,
         is_training=True,
         scale=tuple(scale),
@@ -45,6 +47,21 @@ def image_train_transform(
         interpolation=interpolation,
         re_prob=re_prob,
     )
+    for step in getattr(transform, "transforms", []):
+        for op in getattr(step, "ops", []):  # timm's RandAugment / AutoAugment ops
+            if op.aug_fn is timm_posterize:
+                op.aug_fn = _posterize
+    return transform
+
+
+def _posterize(img: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Image:
+    """timm's posterize, with 0 bits allowed. timm's increasing posterize ("-inc1", the recipes' RandAugment) keeps
+    ``4 - int(4 * m / 10)`` bits, 0 at magnitude 10 (a magnitude of 9 with std 0.5 reaches 10 about once in 40
+    draws): "keep no bit", a black image, as in the TensorFlow implementation timm follows. Pillow refuses 0 bits
+    with a ValueError, which stopped image pre-training; here 0 bits gives the black image."""
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)  # every bit cleared: zeros
+    return timm_posterize(img, bits_to_keep, **kwargs)
 
 
 def image_eval_transform(*, img_size: int = 224, crop_pct: float = 0.95, interpolation: str = "bicubic") -> Any:
