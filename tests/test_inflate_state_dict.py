@@ -128,3 +128,13 @@ def test_load_inflated_leaves_only_skipped_keys_at_their_initialisation():
     assert sorted(report.skipped) == ["2.bias", "2.weight"] and report.inflated == ["0.weight"]
     assert torch.equal(model3d[2].weight, before)  # the classifier of another size keeps its own initialisation
     torch.testing.assert_close(model3d[0].weight[:, :, 1], source["0.weight"], rtol=0, atol=0)
+
+
+def test_every_kernel_without_a_rule_is_listed_not_only_the_first():
+    source = {"b": torch.zeros(2, 2, 3, 3), "c": torch.zeros(2, 2, 3, 3), "d": torch.zeros(2)}
+    target = _shapes(b=(2, 2, 5, 3, 3), c=(2, 2, 7, 3, 3), d=(3,))
+    with pytest.raises(TransferError) as err:
+        inflate_state_dict(source, target, mode={3: "center"})
+    msg = str(err.value)
+    assert "shapes that cannot be mapped (3): b: " in msg and "temporal size 5 for 'b'" in msg
+    assert "temporal size 7 for 'c'" in msg and "d: source (2,) -> target (3,)" in msg
