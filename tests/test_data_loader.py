@@ -178,20 +178,32 @@ def hanging_backend(monkeypatch):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_hanging_decoder_is_abandoned_and_the_file_reported(media, hanging_backend, tmp_path, workers):
+    """The hanging file is given up after ``decode_timeout`` and its sample served by a good file.
+
+    The limit is wall-clock time, so on a starved machine a good file can miss it too (seen once with five suites
+    sharing 2 cores: two 12-frame 32x32 clips each took over 1 s). The loader must then replace that sample as well,
+    which is right, so the test allows extra timeouts of good files (never another reason) and leaves the budget
+    open; the budget's edge has its own tests above. A decode thread that was not replaced after a timeout would
+    queue every later file behind the hang and stop the run ("50 samples in a row failed")."""
     _, good, _ = media
     hang = tmp_path / "hang.mp4"
     hang.write_bytes(good[1].read_bytes())
     records = [Record(str(good[i % 3]), 0) for i in range(7)] + [Record(str(hang), 1)]
     report = tmp_path / "skipped.jsonl"
-    ds = _dataset(records, backend=hanging_backend, decode_timeout=1.0, max_bad_fraction=0.2, report_path=report)
+    ds = _dataset(records, backend=hanging_backend, decode_timeout=1.0, max_bad_fraction=1.0, report_path=report)
     t0 = time.monotonic()
-    labels = []
+    labels, served_by, skipped = [], {}, {}
     for batch in checked_loader(DataLoader(ds, batch_size=4, num_workers=workers)):
         labels += batch["label"].tolist()
+        for i, by, met in zip(batch["index"].tolist(), batch["substituted_by"].tolist(), batch["skipped"]):
+            served_by[i], skipped[i] = by, json.loads(met)
     assert time.monotonic() - t0 < 120  # generous: the point is that it ends
-    assert labels == [0] * 8  # the hanging file was replaced by a good one
-    (line,) = [json.loads(x) for x in report.read_text().splitlines()]
-    assert line["path"] == str(hang) and line["reason"] == "timeout"
+    assert sorted(served_by) == list(range(8)) and labels == [0] * 8  # the hanging file was replaced by a good one
+    assert served_by[7] != 7 and skipped[7][0][:2] == [str(hang), "timeout"]
+    lines = [json.loads(x) for x in report.read_text().splitlines()]
+    assert str(hang) in [x["path"] for x in lines]
+    assert {x["path"] for x in lines} <= {str(hang), *map(str, good)}
+    assert {x["reason"] for x in lines} == {"timeout"}
 
 
 def test_a_fifo_named_mp4_is_refused_without_blocking(tmp_path):
