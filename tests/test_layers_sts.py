@@ -150,17 +150,21 @@ def test_zero_pad_temporal_kernel_static_branch(groups, stride, mode):
     conv, sts = _make((3, 1, 1), groups, stride, static_mode=mode, static_dilation=2)
     x = torch.randn(2, 8, 5, 7, 9, dtype=DT)
     d = 2 if mode == "dilated" else 1
-    n, nh = sts.num_static, sts.num_horizontal
+    n = sts.num_static
     w, b = conv.weight.detach(), conv.bias.detach()
     st, s = stride[0], stride[1]
     xs = _static_input(sts, x)[:, :, ::st]
+    # the split stated here, not read back from the layer: the first half horizontal, the larger one when odd,
+    # in filters for an ungrouped conv and in whole groups for a grouped one
     if conv.groups == 1:
         xh = xv = xs
         gh = gv = 1
+        nh = n - n // 2
     else:
         cpg = 8 // conv.groups
-        gh = sts.horizontal_groups
+        gh = sts.static_groups - sts.static_groups // 2
         gv = sts.static_groups - gh
+        nh = gh * (conv.out_channels // conv.groups)
         xh, xv = xs[:, : gh * cpg], xs[:, gh * cpg :]
     h = F.conv3d(xh, w[:nh].reshape(nh, -1, 1, 1, 3), b[:nh], (1, s, s), (0, 0, d), (1, 1, d), gh)
     parts = [h]
@@ -608,6 +612,22 @@ def test_static_ratio_parsing_and_group_rounding():
     # (3,1,1): the static filters split again, the first (horizontal) half the larger when odd
     t = STSConv3d(8, 10, (3, 1, 1), padding=(1, 0, 0))
     assert (t.num_static, t.num_horizontal) == (5, 3)
+
+    def split(cin, cout, groups, ratio):
+        t = STSConv3d(cin, cout, (3, 1, 1), padding=(1, 0, 0), groups=groups, static_ratio=ratio)
+        return t.num_static, t.static_groups, t.num_horizontal, t.horizontal_groups
+
+    # ungrouped: one horizontal group whenever there is a horizontal filter (even a single one), none otherwise
+    assert [split(8, 8, 1, r) for r in (0.0, 0.1, 0.25, 1.0)] == [
+        (0, 0, 0, 0),
+        (1, 1, 1, 1),
+        (2, 1, 1, 1),
+        (8, 1, 4, 1),
+    ]
+    # grouped: whole groups, the first half horizontal (the larger when odd); 2 filters per group here
+    assert [split(16, 16, 8, r)[1:] for r in (0.125, 0.25, 0.375, 0.5, 0.625)] == [
+        (1, 2, 1), (2, 2, 1), (3, 4, 2), (4, 4, 2), (5, 6, 3)
+    ]  # fmt: skip
 
 
 def test_bad_input_shapes_raise():
