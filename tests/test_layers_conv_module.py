@@ -74,7 +74,7 @@ _BN_EPS = {"csn": {1e-3}, "resnet50_3x3x3": {1e-3}, "r2plus1d18": {1e-5}, "r2plu
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_is_built_with_its_family_bn_epsilon(name):
-    family = next((k for k in _BN_EPS if name.startswith(k)), None)
+    family = max((k for k in _BN_EPS if name.startswith(k)), key=len, default=None)  # "r2plus1d18" before "r2plus1d"
     with torch.device("meta"):
         model = create_model(name)
     eps = {m.eps for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
